@@ -1,0 +1,48 @@
+// Sum of a tensor viewed as [A, B, C] over A and C, giving [B], in two barrier-free stages:
+// stage 1: P threads per b each sum a strided slice (adjacent threads read adjacent elements);
+// stage 2: one thread per b adds its P partials and applies the scale (1 for sum, 1/count for
+// mean). expand is the backward: dx[a, b, c] = scale * g[b].
+
+struct R { a: u32, b: u32, c: u32, p: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> r: R;
+
+@group(0) @binding(1) var<storage, read> s1_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s1_part: array<f32>;
+
+@compute @workgroup_size(WG)
+fn partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= r.b * r.p) { return; }
+  let b = t / r.p;
+  let p = t % r.p;
+  let n = r.a * r.c;
+  var acc = 0.0;
+  for (var j = p; j < n; j += r.p) {
+    let a = j / r.c;
+    let c = j - a * r.c;
+    acc += s1_x[(a * r.b + b) * r.c + c];
+  }
+  s1_part[t] = acc;
+}
+
+@group(0) @binding(1) var<storage, read> s2_part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s2_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn finish(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let b = flat(gid, nwg);
+  if (b >= r.b) { return; }
+  var acc = 0.0;
+  for (var p = 0u; p < r.p; p++) { acc += s2_part[b * r.p + p]; }
+  s2_out[b] = acc * r.scale;
+}
+
+@group(0) @binding(1) var<storage, read> ex_g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ex_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn expand(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= r.a * r.b * r.c) { return; }
+  ex_dx[i] = r.scale * ex_g[(i / r.c) % r.b];
+}

@@ -1,0 +1,88 @@
+// Adapter and device acquisition. One device per process: every tensor, pipeline and buffer
+// belongs to it, so it is created once and shared.
+
+export interface DeviceInfo {
+  description: string;
+  vendor: string;
+  isFallback: boolean;
+  timestamps: boolean;
+}
+
+let devicePromise: Promise<GPUDevice> | undefined;
+let current: GPUDevice | undefined;
+let lostReason: string | undefined;
+let info: DeviceInfo | undefined;
+
+/** The device, requested once. `verbose` prints the chosen adapter. */
+export function getDevice(opts: { verbose?: boolean } = {}): Promise<GPUDevice> {
+  devicePromise ??= acquire(opts.verbose ?? Deno.env.get("FLOWGPU_VERBOSE") === "1");
+  return devicePromise;
+}
+
+/** The device after `getDevice` resolved; throws if it was never acquired or was lost. */
+export function device(): GPUDevice {
+  if (lostReason) throw new Error(`flowgpu: the GPU device was lost (${lostReason})`);
+  if (!current) throw new Error("flowgpu: no device yet; await getDevice() (or initGpu()) first");
+  return current;
+}
+
+export function deviceInfo(): DeviceInfo {
+  if (!info) throw new Error("flowgpu: no device yet; await getDevice() first");
+  return info;
+}
+
+async function acquire(verbose: boolean): Promise<GPUDevice> {
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new Error(
+      "flowgpu: this Deno has no WebGPU (navigator.gpu is missing); use Deno 2.x",
+    );
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new Error(
+      "flowgpu: no WebGPU adapter found. Install a GPU driver, or Mesa's CPU Vulkan driver " +
+        "(`apt-get install -y mesa-vulkan-drivers`, lavapipe). If Mesa complains about " +
+        "XDG_RUNTIME_DIR, point it at a 0700 folder.",
+    );
+  }
+  const a = adapter.limits;
+  // Ask for the adapter's largest buffers and binding counts; everything else stays default so
+  // the kernels run on every adapter.
+  const requiredLimits: Record<string, number> = {
+    maxBufferSize: a.maxBufferSize,
+    maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+    maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+    maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+  };
+  const timestamps = adapter.features.has("timestamp-query");
+  const dev = await adapter.requestDevice({
+    requiredLimits,
+    requiredFeatures: timestamps ? ["timestamp-query"] : [],
+  });
+  const ai = adapter.info;
+  info = {
+    description: ai.description || ai.device || "unknown",
+    vendor: ai.vendor,
+    isFallback: (ai as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+    timestamps,
+  };
+  if (verbose) {
+    console.error(
+      `flowgpu: adapter "${info.description}" (vendor ${info.vendor}${
+        info.isFallback ? ", CPU fallback" : ""
+      }), max buffer ${a.maxBufferSize} B, max storage binding ${a.maxStorageBufferBindingSize} B`,
+    );
+  }
+  dev.lost.then((l) => {
+    lostReason = `${l.reason}: ${l.message || "no message"}`;
+    if (l.reason !== "destroyed") console.error(`flowgpu: GPU device lost (${lostReason})`);
+  });
+  current = dev;
+  return dev;
+}
+
+/** Why the device was lost, if it was. */
+export function lostMessage(): string | undefined {
+  return lostReason;
+}

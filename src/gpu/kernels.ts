@@ -1,0 +1,100 @@
+// WGSL loading and pipeline caching. Every shaders/<file>.wgsl is compiled once with
+// shaders/common.wgsl prepended; a pipeline exists once per (file, entry point, override
+// constants). `compileAll` validates every file at start-up and throws with the shader file and
+// line; pipelines are then built synchronously on first use, and a bad entry point or constant
+// surfaces at the next flush through the encoder's error scope, named by the pipeline label.
+import { device } from "./device.ts";
+
+const shaderDir = new URL("../../shaders/", import.meta.url);
+const prelude = Deno.readTextFileSync(new URL("common.wgsl", shaderDir));
+const preludeLines = prelude.split("\n").length;
+
+const modules = new Map<string, Promise<GPUShaderModule>>();
+const pipelines = new Map<string, GPUComputePipeline>();
+
+export type Constants = Record<string, number>;
+
+function pipelineKey(file: string, entry: string, constants?: Constants): string {
+  if (!constants) return `${file}:${entry}`;
+  const keys = Object.keys(constants).sort();
+  return `${file}:${entry}:${keys.map((k) => `${k}=${constants[k]}`).join(",")}`;
+}
+
+/** Compile (once) and validate a shader file; errors name `shaders/<file>:<line>`. */
+export function loadModule(file: string): Promise<GPUShaderModule> {
+  let m = modules.get(file);
+  if (!m) {
+    m = compile(file);
+    modules.set(file, m);
+  }
+  return m;
+}
+
+async function compile(file: string): Promise<GPUShaderModule> {
+  let src: string;
+  try {
+    src = Deno.readTextFileSync(new URL(file, shaderDir));
+  } catch {
+    throw new Error(`flowgpu: shader file shaders/${file} not found`);
+  }
+  const dev = device();
+  dev.pushErrorScope("validation");
+  const module = dev.createShaderModule({ code: prelude + "\n" + src, label: file });
+  const info = await module.getCompilationInfo();
+  const scopeError = await dev.popErrorScope();
+  const errors = info.messages.filter((m) => m.type === "error");
+  if (errors.length || scopeError) {
+    const where = errors.map((m) => {
+      const line = m.lineNum - preludeLines;
+      const at = line > 0 ? `shaders/${file}:${line}:${m.linePos}` : `shaders/common.wgsl`;
+      return `${at}: ${m.message.trim().split("\n")[0]}`;
+    });
+    modules.delete(file);
+    throw new Error(
+      `flowgpu: WGSL compile error\n${where.join("\n") || scopeError?.message}`,
+    );
+  }
+  return module;
+}
+
+export function pipeline(
+  file: string,
+  entry: string,
+  constants?: Constants,
+): GPUComputePipeline {
+  const key = pipelineKey(file, entry, constants);
+  let p = pipelines.get(key);
+  if (p) return p;
+  const module = checked.get(file) ?? unchecked(file);
+  p = device().createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: entry, constants },
+    label: key,
+  });
+  pipelines.set(key, p);
+  return p;
+}
+
+const checked = new Map<string, GPUShaderModule>();
+
+function unchecked(file: string): GPUShaderModule {
+  let src: string;
+  try {
+    src = Deno.readTextFileSync(new URL(file, shaderDir));
+  } catch {
+    throw new Error(`flowgpu: shader file shaders/${file} not found`);
+  }
+  const module = device().createShaderModule({ code: prelude + "\n" + src, label: file });
+  checked.set(file, module);
+  return module;
+}
+
+/** Compile and validate every shader file up front, so a WGSL error is thrown at start-up. */
+export async function compileAll(): Promise<void> {
+  for (const e of Deno.readDirSync(shaderDir)) {
+    if (e.isFile && e.name.endsWith(".wgsl") && e.name !== "common.wgsl") {
+      const m = await loadModule(e.name);
+      checked.set(e.name, m);
+    }
+  }
+}

@@ -1,0 +1,89 @@
+// Reductions: sum/mean over everything, over the batch, per sample, per channel. All are one
+// kernel pair over a [A, B, C] view reduced over A and C; the backward broadcasts back.
+import { dispatch, f32 } from "../gpu/encoder.ts";
+import { record } from "./tape.ts";
+import { accumulate } from "./tape.ts";
+import { fmtShape, type Shape, Tensor } from "./tensor.ts";
+
+const FILE = "reduce.wgsl";
+
+/** Sum of x viewed as [a, b, c] over a and c, times `scale`, as a tensor of `outShape`. */
+export function reduceABC(
+  x: Tensor,
+  a: number,
+  b: number,
+  c: number,
+  scale: number,
+  outShape: Shape,
+  name = "reduce",
+): Tensor {
+  if (a * b * c !== x.size) {
+    throw new Error(`flowgpu: ${name}: [${a}, ${b}, ${c}] does not cover ${fmtShape(x.shape)}`);
+  }
+  const out = Tensor.empty(outShape, name);
+  const n = a * c;
+  // Enough threads to fill a GPU, at least 16 elements each, at most 1024 partials per output.
+  const p = Math.max(1, Math.min(1024, Math.ceil(16384 / b), Math.ceil(n / 16)));
+  const part = Tensor.empty([b * p], "partials");
+  const params = [a, b, c, p, f32(scale)];
+  dispatch({
+    file: FILE,
+    entry: "partial",
+    buffers: [x.buffer, part.buffer],
+    params,
+    threads: b * p,
+  });
+  dispatch({ file: FILE, entry: "finish", buffers: [part.buffer, out.buffer], params, threads: b });
+  part.release();
+  return record(out, [x], (g) => accumulate(x, expand(g, a, b, c, scale, x.shape)));
+}
+
+/** dx[a, b, c] = scale * g[b], shaped `shape`. */
+export function expand(g: Tensor, a: number, b: number, c: number, scale: number, shape: Shape) {
+  const dx = Tensor.empty(shape, "expand");
+  dispatch({
+    file: FILE,
+    entry: "expand",
+    buffers: [g.buffer, dx.buffer],
+    params: [a, b, c, 1, f32(scale)],
+    threads: a * b * c,
+  });
+  return record(dx, [g], (gg) => accumulate(g, reduceABC(gg, a, b, c, scale, g.shape)));
+}
+
+export function sum(x: Tensor): Tensor {
+  return reduceABC(x, 1, 1, x.size, 1, [1], "sum");
+}
+
+export function mean(x: Tensor): Tensor {
+  return reduceABC(x, 1, 1, x.size, 1 / x.size, [1], "mean");
+}
+
+/** Sum over dim 0: [N, ...rest] -> [...rest]. */
+export function sumBatch(x: Tensor): Tensor {
+  const n = x.shape[0];
+  return reduceABC(x, n, x.size / n, 1, 1, x.shape.slice(1), "sumBatch");
+}
+
+export function meanBatch(x: Tensor): Tensor {
+  const n = x.shape[0];
+  return reduceABC(x, n, x.size / n, 1, 1 / n, x.shape.slice(1), "meanBatch");
+}
+
+/** Sum over everything but dim 0: [N, ...] -> [N]. */
+export function sumPerSample(x: Tensor): Tensor {
+  const n = x.shape[0];
+  return reduceABC(x, 1, n, x.size / n, 1, [n], "sumPerSample");
+}
+
+/** Sum over dims 0, 2, 3, ...: [N, C, ...] -> [C]. */
+export function sumPerChannel(x: Tensor): Tensor {
+  const [n, c] = x.shape;
+  return reduceABC(x, n, c, x.size / (n * c), 1, [c], "sumPerChannel");
+}
+
+export function meanPerChannel(x: Tensor): Tensor {
+  const [n, c] = x.shape;
+  const inner = x.size / (n * c);
+  return reduceABC(x, n, c, inner, 1 / (n * inner), [c], "meanPerChannel");
+}

@@ -1,0 +1,154 @@
+// A Tensor is a pooled f32 GPU buffer with a shape (row-major, NCHW for images), an optional
+// gradient, and a flag saying whether it wants one. Values reach the CPU only through `read()`.
+import { readBuffer, upload } from "../gpu/encoder.ts";
+import { acquireBuffer, releaseBuffer } from "../gpu/pool.ts";
+
+export type Shape = readonly number[];
+
+export function numel(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function fmtShape(shape: Shape): string {
+  return `[${shape.join(", ")}]`;
+}
+
+function checkShape(shape: Shape): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new Error(
+        `flowgpu: invalid shape ${fmtShape(shape)} (dimensions must be integers >= 0)`,
+      );
+    }
+  }
+}
+
+// Every tensor made by an op is owned by the tape until it is cleared (see tape.ts).
+export const owned = new Set<Tensor>();
+export function own(t: Tensor): Tensor {
+  owned.add(t);
+  return t;
+}
+
+export class Tensor {
+  readonly shape: Shape;
+  readonly size: number;
+  requiresGrad: boolean;
+  grad?: Tensor;
+  /** Name for error messages: the op that made it, or the parameter name. */
+  name: string;
+  /** Set for views: they share the base's buffer and never release it. */
+  readonly base?: Tensor;
+  /** Long-lived tensors (parameters, optimizer state) are never released by the tape. */
+  readonly persistent: boolean;
+  #buffer: GPUBuffer | undefined;
+
+  private constructor(
+    shape: Shape,
+    requiresGrad: boolean,
+    name: string,
+    persistent: boolean,
+    base?: Tensor,
+  ) {
+    checkShape(shape);
+    this.shape = [...shape];
+    this.size = numel(shape);
+    this.requiresGrad = requiresGrad;
+    this.name = name;
+    this.persistent = persistent;
+    this.base = base;
+    this.#buffer = base ? base.buffer : acquireBuffer(Math.max(4, this.size * 4));
+  }
+
+  /** Uninitialised tensor, owned by the tape (released when it is cleared). */
+  static empty(shape: Shape, name = "empty"): Tensor {
+    return own(new Tensor(shape, false, name, false)) as Tensor;
+  }
+
+  /** A tensor from CPU data, owned by the tape. */
+  static from(
+    data: ArrayLike<number>,
+    shape: Shape,
+    opts: { requiresGrad?: boolean } = {},
+  ): Tensor {
+    const t = own(new Tensor(shape, opts.requiresGrad ?? false, "input", false));
+    t.write(data);
+    return t;
+  }
+
+  /** A long-lived tensor (a parameter or persistent state): never released by the tape. */
+  static param(data: ArrayLike<number>, shape: Shape, name = "param"): Tensor {
+    const t = new Tensor(shape, true, name, true);
+    t.write(data);
+    return t;
+  }
+
+  /** A long-lived tensor without gradient (optimizer state, buffers), uninitialised. */
+  static persistent(shape: Shape, name = "state"): Tensor {
+    return new Tensor(shape, false, name, true);
+  }
+
+  /** A tensor sharing this one's buffer under another shape (owned by the tape). */
+  static view(base: Tensor, shape: Shape, name: string): Tensor {
+    return own(new Tensor(shape, false, name, false, base.base ?? base));
+  }
+
+  get buffer(): GPUBuffer {
+    if (!this.#buffer || this.base?.released) {
+      throw new Error(
+        `flowgpu: tensor '${this.name}' ${fmtShape(this.shape)} was released; ` +
+          "it cannot be used after the tape was cleared or release() was called (keep() it)",
+      );
+    }
+    return this.#buffer;
+  }
+
+  get released(): boolean {
+    return this.#buffer === undefined || (this.base?.released ?? false);
+  }
+
+  write(data: ArrayLike<number>): this {
+    if (data.length !== this.size) {
+      throw new Error(
+        `flowgpu: ${data.length} values do not fill tensor '${this.name}' ${
+          fmtShape(this.shape)
+        } ` +
+          `(${this.size} elements)`,
+      );
+    }
+    upload(this.buffer, data instanceof Float32Array ? data : Float32Array.from(data));
+    return this;
+  }
+
+  async read(): Promise<Float32Array> {
+    return new Float32Array(await readBuffer(this.buffer, this.size * 4));
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) {
+      throw new Error(
+        `flowgpu: item() needs one element, '${this.name}' has ${fmtShape(this.shape)}`,
+      );
+    }
+    return (await this.read())[0];
+  }
+
+  release(): void {
+    if (this.#buffer && !this.base) releaseBuffer(this.#buffer);
+    this.#buffer = undefined;
+    owned.delete(this);
+    if (this.grad) {
+      this.grad.release();
+      this.grad = undefined;
+    }
+  }
+
+  /** Drop the gradient (its buffer returns to the pool). */
+  zeroGrad(): void {
+    this.grad?.release();
+    this.grad = undefined;
+  }
+}
