@@ -31,7 +31,21 @@ export function deviceInfo(): DeviceInfo {
   return info;
 }
 
+/** Mesa's drivers want a private runtime folder; give them one when the session has none. */
+function ensureRuntimeDir(): void {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+  try {
+    const dir = `/tmp/flowgpu-runtime-${Deno.uid() ?? 0}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(dir, 0o700);
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // Only a warning from Mesa follows; nothing to do.
+  }
+}
+
 async function acquire(verbose: boolean): Promise<GPUDevice> {
+  ensureRuntimeDir();
   if (!("gpu" in navigator) || !navigator.gpu) {
     throw new Error(
       "flowgpu: this Deno has no WebGPU (navigator.gpu is missing); use Deno 2.x",
