@@ -26,6 +26,14 @@ fn axpy(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   axpy_y[i] = axpy_y[i] + pf.a * axpy_x[i];
 }
 
+// ---- scale: y = a * x ----
+@compute @workgroup_size(WG)
+fn scale(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i * 4u >= pf.n) { return; }
+  un_y[i] = pf.a * un_x[i];
+}
+
 // ---- unary: y = f(x), and dx = g * f'(x, y) ----
 @group(0) @binding(1) var<storage, read> un_x: array<vec4f>;
 @group(0) @binding(2) var<storage, read_write> un_y: array<vec4f>;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { assertClose, gradcheck, randu } from "./gradcheck.ts";
-import { binary, type BinaryOp, unary, type UnaryOp } from "../src/ops/elementwise.ts";
+import { binary, type BinaryOp, scale, unary, type UnaryOp } from "../src/ops/elementwise.ts";
 import { clearTape } from "../src/ops/tape.ts";
 import { Tensor } from "../src/ops/tensor.ts";
 
@@ -37,6 +37,14 @@ for (const op of Object.keys(REF) as UnaryOp[]) {
     await gradcheck((x) => unary(op, x), [{ data, shape: SHAPE }], { label: op });
   });
 }
+
+Deno.test("scale: forward and gradcheck", async () => {
+  const data = randu(N, 4);
+  const y = scale(Tensor.from(data, SHAPE), -2.5);
+  assertClose(await y.read(), Array.from(data, (x) => -2.5 * x), { rtol: 1e-6 });
+  clearTape();
+  await gradcheck((x) => scale(x, -2.5), [{ data, shape: SHAPE }]);
+});
 
 const BIN: Record<BinaryOp, (a: number, b: number) => number> = {
   add: (a, b) => a + b,

@@ -1,6 +1,6 @@
 // Elementwise ops. Binary ops broadcast a scalar ([1]) or per-channel ([C], or [1, C, 1, ...])
 // operand over a full tensor [N, C, ...]; the broadcast operand's gradient is reduced back.
-import { dispatch } from "../gpu/encoder.ts";
+import { dispatch, f32 } from "../gpu/encoder.ts";
 import { reduceABC } from "./reduce.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, type Shape, Tensor } from "./tensor.ts";
@@ -56,6 +56,19 @@ export const tanh = (x: Tensor) => unary("tanh", x);
 export const relu = (x: Tensor) => unary("relu", x);
 export const square = (x: Tensor) => unary("square", x);
 export const sqrt = (x: Tensor) => unary("sqrt", x);
+
+/** y = c * x for a constant c. */
+export function scale(x: Tensor, c: number): Tensor {
+  const y = Tensor.empty(x.shape, "scale");
+  dispatch({
+    file: FILE,
+    entry: "scale",
+    buffers: [x.buffer, y.buffer],
+    params: [x.size, f32(c)],
+    threads: Math.ceil(x.size / 4),
+  });
+  return record(y, [x], (g) => accumulate(x, scale(g, c)));
+}
 
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 export type BinaryOp = keyof typeof BINARY;

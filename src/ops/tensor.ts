@@ -85,6 +85,13 @@ export class Tensor {
     return t;
   }
 
+  /** A long-lived tensor from CPU data that needs no gradient (fixed operands, buffers). */
+  static constant(data: ArrayLike<number>, shape: Shape, name = "constant"): Tensor {
+    const t = new Tensor(shape, false, name, true);
+    t.write(data);
+    return t;
+  }
+
   /** A long-lived tensor without gradient (optimizer state, buffers), uninitialised. */
   static persistent(shape: Shape, name = "state"): Tensor {
     return new Tensor(shape, false, name, true);

@@ -1,0 +1,120 @@
+// ActNorm, per channel: y = exp(a_c) x + b_c over x viewed as [N, C, S].
+// Backward: dx = exp(a) g; da_c = exp(a_c) sum_{n,s} g x; db_c = sum_{n,s} g.
+// The parameter sums share one barrier-free two-stage reduction with the data-dependent init,
+// which needs sum x and sum x^2 per channel instead.
+
+struct An { n: u32, c: u32, s: u32, p: u32 }
+@group(0) @binding(0) var<uniform> an: An;
+
+@group(0) @binding(1) var<storage, read> f_x: array<f32>;
+@group(0) @binding(2) var<storage, read> f_a: array<f32>;
+@group(0) @binding(3) var<storage, read> f_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> f_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= an.n * an.c * an.s) { return; }
+  let c = (i / an.s) % an.c;
+  f_y[i] = exp(f_a[c]) * f_x[i] + f_b[c];
+}
+
+@compute @workgroup_size(WG)
+fn inverse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= an.n * an.c * an.s) { return; }
+  let c = (i / an.s) % an.c;
+  f_y[i] = (f_x[i] - f_b[c]) * exp(-f_a[c]);
+}
+
+// dx = exp(a) g   (binding 1 = g)
+@compute @workgroup_size(WG)
+fn backward_x(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= an.n * an.c * an.s) { return; }
+  let c = (i / an.s) % an.c;
+  f_y[i] = exp(f_a[c]) * f_x[i];
+}
+
+// Stage 1: for channel c and partial p, two strided sums over (n, s), written to
+// part[(c * P + p) * 2 + k]: partial_grad gives (g x, g), partial_stats gives (x, x^2).
+@group(0) @binding(1) var<storage, read> p_x: array<f32>;
+@group(0) @binding(2) var<storage, read> p_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> p_part: array<f32>;
+
+fn elem(c: u32, j: u32) -> u32 {
+  let n = j / an.s;
+  return (n * an.c + c) * an.s + (j - n * an.s);
+}
+
+@compute @workgroup_size(WG)
+fn partial_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= an.c * an.p) { return; }
+  var s0 = 0.0;
+  var s1 = 0.0;
+  for (var j = t % an.p; j < an.n * an.s; j += an.p) {
+    let i = elem(t / an.p, j);
+    s0 += p_g[i] * p_x[i];
+    s1 += p_g[i];
+  }
+  p_part[2u * t] = s0;
+  p_part[2u * t + 1u] = s1;
+}
+
+@compute @workgroup_size(WG)
+fn partial_stats(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= an.c * an.p) { return; }
+  var s0 = 0.0;
+  var s1 = 0.0;
+  for (var j = t % an.p; j < an.n * an.s; j += an.p) {
+    let x = p_x[elem(t / an.p, j)];
+    s0 += x;
+    s1 += x * x;
+  }
+  p_part[2u * t] = s0;
+  p_part[2u * t + 1u] = s1;
+}
+
+// Stage 2 of the backward: da, db (binding 2 = a, read; 3 = da; 4 = db).
+@group(0) @binding(1) var<storage, read> q_part: array<f32>;
+@group(0) @binding(2) var<storage, read> q_a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q_da: array<f32>;
+@group(0) @binding(4) var<storage, read_write> q_db: array<f32>;
+
+@compute @workgroup_size(WG)
+fn finish_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let c = flat(gid, nwg);
+  if (c >= an.c) { return; }
+  var s0 = 0.0;
+  var s1 = 0.0;
+  for (var p = 0u; p < an.p; p++) {
+    s0 += q_part[2u * (c * an.p + p)];
+    s1 += q_part[2u * (c * an.p + p) + 1u];
+  }
+  q_da[c] = exp(q_a[c]) * s0;
+  q_db[c] = s1;
+}
+
+// Stage 2 of the data-dependent init: a = -log(std + 1e-6), b = -mean exp(a).
+@group(0) @binding(2) var<storage, read_write> i_a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> i_b: array<f32>;
+
+@compute @workgroup_size(WG)
+fn finish_init(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let c = flat(gid, nwg);
+  if (c >= an.c) { return; }
+  var s0 = 0.0;
+  var s1 = 0.0;
+  for (var p = 0u; p < an.p; p++) {
+    s0 += q_part[2u * (c * an.p + p)];
+    s1 += q_part[2u * (c * an.p + p) + 1u];
+  }
+  let m = f32(an.n * an.s);
+  let mean = s0 / m;
+  let sd = sqrt(max(s1 / m - mean * mean, 0.0));
+  let a = -log(sd + 1e-6);
+  i_a[c] = a;
+  i_b[c] = -mean * exp(a);
+}

@@ -1,0 +1,121 @@
+// ActNorm (Glow §3.1): a per-channel affine y = exp(a) x + b with log-scale a, data-dependent
+// initialisation, and log-det S * sum(a) per sample (S = pixels per channel).
+import { dispatch } from "../gpu/encoder.ts";
+import { scale } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+import { accumulate, record } from "./tape.ts";
+import { fmtShape, Tensor } from "./tensor.ts";
+
+const FILE = "actnorm.wgsl";
+
+function dims(x: Tensor, a: Tensor, b: Tensor, op: string): [number, number, number] {
+  const [n, c] = x.shape;
+  if (x.shape.length < 2 || a.size !== c || b.size !== c) {
+    throw new Error(
+      `flowgpu: ${op}: x ${fmtShape(x.shape)} needs per-channel a and b of ${c} values, got ` +
+        `${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
+    );
+  }
+  return [n, c, x.size / (n * c)];
+}
+
+function partials(n: number, c: number, s: number): number {
+  return Math.max(1, Math.min(256, Math.ceil(4096 / c), Math.ceil((n * s) / 16)));
+}
+
+/** y = exp(a_c) x + b_c. */
+export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
+  const [n, c, s] = dims(x, a, b, "actnorm");
+  const y = Tensor.empty(x.shape, "actnorm");
+  const p = partials(n, c, s);
+  const params = [n, c, s, p];
+  dispatch({
+    file: FILE,
+    entry: "forward",
+    buffers: [x.buffer, a.buffer, b.buffer, y.buffer],
+    params,
+    threads: x.size,
+  });
+  return record(y, [x, a, b], (g) => {
+    if (x.requiresGrad) {
+      const dx = Tensor.empty(x.shape, "actnorm'");
+      dispatch({
+        file: FILE,
+        entry: "backward_x",
+        buffers: [g.buffer, a.buffer, undefined, dx.buffer],
+        params,
+        threads: x.size,
+      });
+      accumulate(x, dx);
+    }
+    if (a.requiresGrad || b.requiresGrad) {
+      const part = Tensor.empty([c * p * 2], "actnorm.partials");
+      dispatch({
+        file: FILE,
+        entry: "partial_grad",
+        buffers: [x.buffer, g.buffer, part.buffer],
+        params,
+        threads: c * p,
+      });
+      const da = Tensor.empty(a.shape, "actnorm.da");
+      const db = Tensor.empty(b.shape, "actnorm.db");
+      dispatch({
+        file: FILE,
+        entry: "finish_grad",
+        buffers: [part.buffer, a.buffer, da.buffer, db.buffer],
+        params,
+        threads: c,
+      });
+      part.release();
+      accumulate(a, da);
+      accumulate(b, db);
+    }
+  });
+}
+
+/** x = (y - b_c) exp(-a_c); used for sampling, so it records nothing. */
+export function actnormInverse(y: Tensor, a: Tensor, b: Tensor): Tensor {
+  const [n, c, s] = dims(y, a, b, "actnormInverse");
+  const x = Tensor.empty(y.shape, "actnormInverse");
+  dispatch({
+    file: FILE,
+    entry: "inverse",
+    buffers: [y.buffer, a.buffer, b.buffer, x.buffer],
+    params: [n, c, s, 1],
+    threads: y.size,
+  });
+  return x;
+}
+
+/** Per-sample log-det of a flow actnorm on x's shape: S * sum(a), as a [1] tensor. */
+export function actnormLogdet(x: Tensor, a: Tensor): Tensor {
+  const [n, c] = x.shape;
+  return scale(sum(a), x.size / (n * c));
+}
+
+/**
+ * Data-dependent init: set a = -log(std_c + 1e-6) and b = -mean_c exp(a) from x's per-channel
+ * statistics over (N, H, W), so that actnorm(x) has zero mean and unit variance per channel.
+ * Writes the parameters in place on the GPU; no gradient flows through it.
+ */
+export function actnormInit(x: Tensor, a: Tensor, b: Tensor): void {
+  const [n, c, s] = dims(x, a, b, "actnormInit");
+  const p = partials(n, c, s);
+  const params = [n, c, s, p];
+  const part = Tensor.empty([c * p * 2], "actnorm.partials");
+  dispatch({
+    file: FILE,
+    entry: "partial_stats",
+    buffers: [x.buffer, undefined, part.buffer],
+    params,
+    threads: c * p,
+  });
+  dispatch({
+    file: FILE,
+    entry: "finish_init",
+    buffers: [part.buffer, a.buffer, b.buffer],
+    params,
+    threads: c,
+  });
+  part.release();
+}
