@@ -1,0 +1,47 @@
+// Inverse and log|det| of small square matrices ([C, C] or [B, C, C]) on the GPU, for the
+// invertible 1x1 convolution: its plain form needs log|det W| and its gradient W^-T, and
+// sampling needs W^-1 without a trip to the CPU.
+import { dispatch } from "../gpu/encoder.ts";
+import { accumulate, record } from "./tape.ts";
+import { fmtShape, Tensor } from "./tensor.ts";
+
+const FILE = "linalg.wgsl";
+
+function dims(w: Tensor, op: string): [number, number] {
+  const s = w.shape;
+  const c = s[s.length - 1];
+  if ((s.length !== 2 && s.length !== 3) || s[s.length - 2] !== c) {
+    throw new Error(
+      `flowgpu: ${op}: needs square matrices [C, C] or [B, C, C], got ${fmtShape(s)}`,
+    );
+  }
+  return [s.length === 3 ? s[0] : 1, c];
+}
+
+/** W^-1 and log|det W| ([B] or [1]); the log-det is differentiable, the inverse is not. */
+export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
+  const [b, c] = dims(w, "inverseLogdet");
+  const inv = Tensor.empty(w.shape, "inverse");
+  const logabsdet = Tensor.empty([b], "logabsdet");
+  const scratch = Tensor.empty(w.shape, "scratch");
+  dispatch({
+    file: FILE,
+    entry: "inverse_logdet",
+    buffers: [w.buffer, scratch.buffer, inv.buffer, logabsdet.buffer],
+    params: [b, c],
+    groups: [b],
+  });
+  scratch.release();
+  record(logabsdet, [w], (g) => {
+    const dw = Tensor.empty(w.shape, "logdet'");
+    dispatch({
+      file: FILE,
+      entry: "logdet_backward",
+      buffers: [inv.buffer, g.buffer, dw.buffer],
+      params: [b, c],
+      threads: w.size,
+    });
+    accumulate(w, dw);
+  });
+  return { inv, logabsdet };
+}
