@@ -231,6 +231,32 @@ export async function readBuffer(src: GPUBuffer, bytes: number, offset = 0): Pro
   return out;
 }
 
+/** Read several buffers with one submit and one map (checkpoints read hundreds of tensors). */
+export async function readBuffers(list: { buffer: GPUBuffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+  const offsets: number[] = [];
+  let total = 0;
+  for (const { bytes } of list) {
+    offsets.push(total);
+    total += Math.ceil(bytes / 256) * 256;
+  }
+  const staging = device().createBuffer({
+    size: Math.max(256, total),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const e = endPass();
+  list.forEach(({ buffer, bytes }, i) => {
+    if (bytes > 0) e.copyBufferToBuffer(buffer, 0, staging, offsets[i], Math.ceil(bytes / 4) * 4);
+  });
+  flush();
+  try {
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = staging.getMappedRange();
+    return list.map(({ bytes }, i) => all.slice(offsets[i], offsets[i] + bytes));
+  } finally {
+    await checkErrors().finally(() => staging.destroy());
+  }
+}
+
 export function resetEncoderStats(): void {
   stats = { dispatches: 0, submits: 0 };
 }

@@ -1,6 +1,6 @@
 // A Tensor is a pooled f32 GPU buffer with a shape (row-major, NCHW for images), an optional
 // gradient, and a flag saying whether it wants one. Values reach the CPU only through `read()`.
-import { readBuffer, upload } from "../gpu/encoder.ts";
+import { readBuffer, readBuffers, upload } from "../gpu/encoder.ts";
 import { acquireBuffer, releaseBuffer } from "../gpu/pool.ts";
 
 export type Shape = readonly number[];
@@ -131,6 +131,12 @@ export class Tensor {
 
   async read(): Promise<Float32Array> {
     return new Float32Array(await readBuffer(this.buffer, this.size * 4));
+  }
+
+  /** Values of many tensors with one GPU round trip. */
+  static async readAll(ts: Tensor[]): Promise<Float32Array[]> {
+    const raw = await readBuffers(ts.map((t) => ({ buffer: t.buffer, bytes: t.size * 4 })));
+    return raw.map((b) => new Float32Array(b));
   }
 
   /** The single value of a one-element tensor. */

@@ -1,0 +1,268 @@
+// Glow's invertible layers (glow-funs.md §1.3-1.7). Each maps x to y with a per-sample log-det
+// ([N], or [1] when it is the same for every sample) and inverts y back to x. Inverses are for
+// sampling and record nothing on the tape.
+import { actnorm, actnormInit, actnormInverse, actnormLogdet } from "../ops/actnorm.ts";
+import { conv2d } from "../ops/conv.ts";
+import { affineCoupling, affineCouplingInverse } from "../ops/coupling.ts";
+import { add, exp, mul, relu, scale, sub } from "../ops/elementwise.ts";
+import { inverseLogdet } from "../ops/linalg.ts";
+import { gaussianLogProb } from "../ops/loss.ts";
+import { matmul } from "../ops/matmul.ts";
+import { sum, sumPerSample } from "../ops/reduce.ts";
+import { concatChannels, evenOddChannels, reshape, splitChannels } from "../ops/shape.ts";
+import { noGrad } from "../ops/tape.ts";
+import type { Tensor } from "../ops/tensor.ts";
+import { luDecompose, randomRotation } from "./lu.ts";
+import type { Params } from "./params.ts";
+
+export interface FlowLayer {
+  forward(x: Tensor): { y: Tensor; logdet?: Tensor };
+  /** x and the inverse's log-det (the negative of the forward's at that x). */
+  inverse(y: Tensor): { x: Tensor; logdet?: Tensor };
+}
+
+const pixels = (x: Tensor) => x.size / (x.shape[0] * x.shape[1]);
+
+/** Sum of log-dets, where undefined means 0. */
+export function addLogdet(a?: Tensor, b?: Tensor): Tensor | undefined {
+  return a && b ? add(a, b) : a ?? b;
+}
+
+/** Per-channel affine with data-dependent init; `flow` layers add S * sum(a) to the log-det. */
+export class ActNorm implements FlowLayer {
+  readonly a: Tensor;
+  readonly b: Tensor;
+
+  constructor(readonly p: Params, name: string, channels: number) {
+    this.a = p.zeros(`${name}.logscale`, [channels]);
+    this.b = p.zeros(`${name}.bias`, [channels]);
+  }
+
+  apply(x: Tensor): Tensor {
+    if (!this.p.initialized) actnormInit(x, this.a, this.b);
+    return actnorm(x, this.a, this.b);
+  }
+
+  forward(x: Tensor) {
+    return { y: this.apply(x), logdet: actnormLogdet(x, this.a) };
+  }
+
+  inverse(y: Tensor) {
+    return noGrad(() => ({
+      x: actnormInverse(y, this.a, this.b),
+      logdet: scale(actnormLogdet(y, this.a), -1),
+    }));
+  }
+}
+
+/**
+ * Invertible 1x1 convolution. LU form: W = P L (U + diag(sign * exp(logS))), log|det W| =
+ * sum(logS); plain form: W trained directly, log|det W| from a GPU LU. W is assembled once per
+ * forward (one per training step), and W^-1 only when inverting.
+ */
+export class InvConv1x1 implements FlowLayer {
+  readonly c: number;
+  readonly lu: boolean;
+  #w?: Tensor;
+  #lower?: Tensor;
+  #upper?: Tensor;
+  #logS?: Tensor;
+  #perm?: Tensor;
+  #sign?: Tensor;
+  #lowerMask?: Tensor;
+  #upperMask?: Tensor;
+  #eye?: Tensor;
+
+  constructor(p: Params, name: string, c: number, lu: boolean) {
+    this.c = c;
+    this.lu = lu;
+    const q = randomRotation(c, p.rng);
+    if (!lu) {
+      this.#w = p.add(`${name}.weight`, q, [c, c]);
+      return;
+    }
+    const { p: perm, l, u } = luDecompose(q, c);
+    const diag = Array.from({ length: c }, (_, i) => u[i * c + i]);
+    const lowerMask = new Float32Array(c * c), upperMask = new Float32Array(c * c);
+    const eye = new Float32Array(c * c);
+    for (let i = 0; i < c; i++) {
+      eye[i * c + i] = 1;
+      for (let j = 0; j < c; j++) {
+        if (j < i) lowerMask[i * c + j] = 1;
+        if (j > i) upperMask[i * c + j] = 1;
+      }
+    }
+    this.#lower = p.add(`${name}.lower`, l.map((v, k) => v * lowerMask[k]), [c, c]);
+    this.#upper = p.add(`${name}.upper`, u.map((v, k) => v * upperMask[k]), [c, c]);
+    this.#logS = p.add(`${name}.log_s`, diag.map((v) => Math.log(Math.abs(v))), [c]);
+    this.#perm = p.add(`${name}.perm`, perm, [c, c], false);
+    this.#sign = p.add(`${name}.sign`, diag.map(Math.sign), [c], false);
+    this.#lowerMask = p.add(`${name}.lower_mask`, lowerMask, [c, c], false);
+    this.#upperMask = p.add(`${name}.upper_mask`, upperMask, [c, c], false);
+    this.#eye = p.add(`${name}.eye`, eye, [c, c], false);
+  }
+
+  /** W as a [C, C] tensor, recorded on the tape when parameters need gradients. */
+  weight(): Tensor {
+    if (!this.lu) return this.#w!;
+    const l = add(mul(this.#lower!, this.#lowerMask!), this.#eye!);
+    // mul(eye, v) broadcasts v over dim 1: eye[i, j] * v[j] = diag(v).
+    const diag = mul(this.#eye!, mul(this.#sign!, exp(this.#logS!)));
+    const u = add(mul(this.#upper!, this.#upperMask!), diag);
+    return matmul(this.#perm!, matmul(l, u));
+  }
+
+  /** log|det W| as a [1] tensor. */
+  logAbsDet(): Tensor {
+    return this.lu ? sum(this.#logS!) : inverseLogdet(this.#w!).logabsdet;
+  }
+
+  forward(x: Tensor) {
+    const c = this.c;
+    const y = conv2d(x, reshape(this.weight(), [c, c, 1, 1]), { padding: 0 });
+    return { y, logdet: scale(this.logAbsDet(), pixels(x)) };
+  }
+
+  inverse(y: Tensor) {
+    return noGrad(() => {
+      const inv = inverseLogdet(this.weight()).inv;
+      // log|det W^-1| from W^-1 itself, so forward + inverse = 0 is a real check.
+      const logdet = scale(inverseLogdet(inv).logabsdet, pixels(y));
+      return { x: conv2d(y, reshape(inv, [this.c, this.c, 1, 1]), { padding: 0 }), logdet };
+    });
+  }
+}
+
+/** Glow's zero-initialised output conv: (conv3x3(x) + b) * exp(3 * logscale). */
+export class ZeroConv {
+  readonly w: Tensor;
+  readonly b: Tensor;
+  readonly logscale: Tensor;
+
+  constructor(p: Params, name: string, cin: number, cout: number) {
+    this.w = p.zeros(`${name}.weight`, [cout, cin, 3, 3]);
+    this.b = p.zeros(`${name}.bias`, [cout]);
+    this.logscale = p.zeros(`${name}.logscale`, [cout]);
+  }
+
+  apply(x: Tensor): Tensor {
+    return mul(conv2d(x, this.w, { bias: this.b, padding: 1 }), exp(scale(this.logscale, 3)));
+  }
+}
+
+/** NN(x_a): conv3x3 -> actnorm -> relu -> conv1x1 -> actnorm -> relu -> zero conv3x3. */
+export class CouplingNet {
+  readonly w1: Tensor;
+  readonly an1: ActNorm;
+  readonly w2: Tensor;
+  readonly an2: ActNorm;
+  readonly out: ZeroConv;
+
+  constructor(p: Params, name: string, cin: number, width: number, cout: number) {
+    this.w1 = p.normal(`${name}.conv1.weight`, [width, cin, 3, 3], 0.05);
+    this.an1 = new ActNorm(p, `${name}.actnorm1`, width);
+    this.w2 = p.normal(`${name}.conv2.weight`, [width, width, 1, 1], 0.05);
+    this.an2 = new ActNorm(p, `${name}.actnorm2`, width);
+    this.out = new ZeroConv(p, `${name}.conv3`, width, cout);
+  }
+
+  apply(xa: Tensor): Tensor {
+    // The inner actnorms are plain normalisations: no log-det.
+    const h1 = relu(this.an1.apply(conv2d(xa, this.w1, { padding: 1 })));
+    const h2 = relu(this.an2.apply(conv2d(h1, this.w2, { padding: 0 })));
+    return this.out.apply(h2);
+  }
+}
+
+/** Affine (sigmoid(r + 2) scale) or additive coupling; x_a = x[:C/2] passes through. */
+export class Coupling implements FlowLayer {
+  readonly nn: CouplingNet;
+  readonly half: number;
+
+  constructor(p: Params, name: string, c: number, width: number, readonly affine: boolean) {
+    this.half = c / 2;
+    this.nn = new CouplingNet(p, `${name}.nn`, this.half, width, affine ? c : c - this.half);
+  }
+
+  forward(x: Tensor) {
+    const [xa, xb] = splitChannels(x, [this.half, x.shape[1] - this.half]);
+    const h = this.nn.apply(xa);
+    if (!this.affine) return { y: concatChannels([xa, add(xb, h)]) };
+    const { yb, logs } = affineCoupling(xb, h);
+    return { y: concatChannels([xa, yb]), logdet: sumPerSample(logs) };
+  }
+
+  inverse(y: Tensor) {
+    return noGrad(() => {
+      const [ya, yb] = splitChannels(y, [this.half, y.shape[1] - this.half]);
+      const h = this.nn.apply(ya);
+      if (!this.affine) return { x: concatChannels([ya, sub(yb, h)]) };
+      const { xb, neglogs } = affineCouplingInverse(yb, h);
+      return { x: concatChannels([ya, xb]), logdet: sumPerSample(neglogs) };
+    });
+  }
+}
+
+/** One Glow step: actnorm -> invertible 1x1 conv -> coupling. */
+export class FlowStep implements FlowLayer {
+  readonly layers: FlowLayer[];
+
+  constructor(
+    p: Params,
+    name: string,
+    c: number,
+    width: number,
+    o: { lu: boolean; affine: boolean },
+  ) {
+    this.layers = [
+      new ActNorm(p, `${name}.actnorm`, c),
+      new InvConv1x1(p, `${name}.invconv`, c, o.lu),
+      new Coupling(p, `${name}.coupling`, c, width, o.affine),
+    ];
+  }
+
+  forward(x: Tensor) {
+    let logdet: Tensor | undefined;
+    for (const layer of this.layers) {
+      const r = layer.forward(x);
+      x = r.y;
+      logdet = addLogdet(logdet, r.logdet);
+    }
+    return { y: x, logdet };
+  }
+
+  inverse(y: Tensor) {
+    let logdet: Tensor | undefined;
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const r = this.layers[i].inverse(y);
+      y = r.x;
+      logdet = addLogdet(logdet, r.logdet);
+    }
+    return { x: y, logdet };
+  }
+}
+
+/**
+ * Split with a learned prior: z1 = z[:C/2] goes on, z2 = z[C/2:] is this level's latent with
+ * z2 ~ N(mu, exp(logstd)^2) where (mu, logstd) = even/odd channels of ZeroConv(z1).
+ */
+export class SplitPrior {
+  readonly conv: ZeroConv;
+  readonly half: number;
+
+  constructor(p: Params, name: string, c: number) {
+    this.half = c / 2;
+    this.conv = new ZeroConv(p, `${name}.prior`, this.half, 2 * (c - this.half));
+  }
+
+  prior(z1: Tensor): [Tensor, Tensor] {
+    return evenOddChannels(this.conv.apply(z1));
+  }
+
+  /** (z1, z2, log p(z2 | z1) per sample). */
+  forward(z: Tensor): { z1: Tensor; z2: Tensor; logp: Tensor } {
+    const [z1, z2] = splitChannels(z, [this.half, z.shape[1] - this.half]);
+    const [mean, logStd] = this.prior(z1);
+    return { z1, z2, logp: gaussianLogProb(z2, mean, logStd) };
+  }
+}
