@@ -126,6 +126,35 @@ fn binary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   bin_out[i] = binary_f(bin_a[bidx(pb.mode_a, i)], bin_b[bidx(pb.mode_b, i)]);
 }
 
+// Four elements per thread when n % 4 == 0 and a per-channel operand's inner size is a multiple
+// of 4 (so all four lanes share a channel): vec4 loads, one index computation per vec4.
+@group(0) @binding(1) var<storage, read> bin4_a: array<vec4f>;
+@group(0) @binding(2) var<storage, read> bin4_b: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> bin4_out: array<vec4f>;
+
+// Index of the broadcast value for vec4 i (mode 1 or 2), as (vec4 index, lane).
+fn lane4(mode: u32, i: u32) -> vec2u {
+  var k = 0u;
+  if (mode == 2u) { k = (4u * i / pb.inner) % pb.c; }
+  return vec2u(k / 4u, k % 4u);
+}
+
+@compute @workgroup_size(WG)
+fn binary4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (4u * i >= pb.n) { return; }
+  var a: vec4f;
+  var b: vec4f;
+  if (pb.mode_a == 0u) { a = bin4_a[i]; } else { let k = lane4(pb.mode_a, i); a = vec4f(bin4_a[k.x][k.y]); }
+  if (pb.mode_b == 0u) { b = bin4_b[i]; } else { let k = lane4(pb.mode_b, i); b = vec4f(bin4_b[k.x][k.y]); }
+  switch OP {
+    case 0u: { bin4_out[i] = a + b; }
+    case 1u: { bin4_out[i] = a - b; }
+    case 2u: { bin4_out[i] = a * b; }
+    default: { bin4_out[i] = a / b; }
+  }
+}
+
 // Gradient of the output w.r.t. one operand, at full size (a broadcast operand is then reduced).
 // Entry binary_da gives g * d(out)/da (binding 1 unused), binary_db gives g * d(out)/db.
 @group(0) @binding(3) var<storage, read> bg_g: array<f32>;

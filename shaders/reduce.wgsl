@@ -15,12 +15,18 @@ fn partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
   if (t >= r.b * r.p) { return; }
   let b = t / r.p;
   let p = t % r.p;
-  let n = r.a * r.c;
+  // Walk j = p, p + P, ... over the (a, c) plane with running counters: no division per element.
+  let da = r.p / r.c;
+  let dc = r.p % r.c;
+  var a = p / r.c;
+  var c = p % r.c;
   var acc = 0.0;
-  for (var j = p; j < n; j += r.p) {
-    let a = j / r.c;
-    let c = j - a * r.c;
+  loop {
+    if (a >= r.a) { break; }
     acc += s1_x[(a * r.b + b) * r.c + c];
+    a += da;
+    c += dc;
+    if (c >= r.c) { c -= r.c; a += 1u; }
   }
   s1_part[t] = acc;
 }

@@ -60,7 +60,27 @@ const bShapes: [string, number[], (i: number) => number][] = [
   ["per channel [1,C,1,1]", [1, 3, 1, 1], (i) => Math.floor(i / 35) % 3],
 ];
 
+// A second shape whose size and per-channel inner size are multiples of 4: the vec4 kernel.
+const SHAPE4 = [2, 3, 2, 4];
+const bShapes4: [string, number[], (i: number) => number][] = [
+  ["same shape, vec4", SHAPE4, (i) => i],
+  ["scalar, vec4", [1], () => 0],
+  ["per channel, vec4", [3], (i) => Math.floor(i / 8) % 3],
+];
+
 for (const op of Object.keys(BIN) as BinaryOp[]) {
+  for (const [what, bShape, idx] of bShapes4) {
+    const a = randu(48, 30, -2, 2);
+    const b = randu(bShape.reduce((x, y) => x * y, 1), 31, 0.5, 2);
+    Deno.test(`${op} (${what}): forward matches f64 reference`, async () => {
+      const y = binary(op, Tensor.from(a, SHAPE4), Tensor.from(b, bShape));
+      assertClose(await y.read(), Array.from(a, (x, i) => BIN[op](x, b[idx(i)])), { rtol: 2e-6 });
+      const z = binary(op, Tensor.from(b, bShape), Tensor.from(a, SHAPE4));
+      const a2 = Array.from(a, (x, i) => BIN[op](b[idx(i)], x));
+      assertClose(await z.read(), a2, { rtol: 2e-6, atol: 1e-5 });
+      clearTape();
+    });
+  }
   for (const [what, bShape, idx] of bShapes) {
     const nb = bShape.reduce((a, b) => a * b, 1);
     const a = randu(N, 3, -2, 2);

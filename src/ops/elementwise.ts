@@ -99,13 +99,14 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(full, op);
   const OP = BINARY[op];
   const params = [n, ma, mb, c, inner];
+  const vec4 = n % 4 === 0 && (ma !== 2 || inner % 4 === 0) && (mb !== 2 || inner % 4 === 0);
   dispatch({
     file: FILE,
-    entry: "binary",
+    entry: vec4 ? "binary4" : "binary",
     constants: { OP },
     buffers: [a.buffer, b.buffer, out.buffer],
     params,
-    threads: n,
+    threads: vec4 ? n / 4 : n,
   });
   return record(out, [a, b], (g) => {
     const grad = (entry: "binary_da" | "binary_db", t: Tensor, m: number) => {

@@ -1,0 +1,22 @@
+// flowgpu's public API: compose models from these.
+export { device, deviceInfo, flush, initGpu, poolStats, sync } from "./src/gpu/mod.ts";
+export { Tensor } from "./src/ops/tensor.ts";
+export type { Shape } from "./src/ops/tensor.ts";
+export { accumulate, backward, clearTape, noGrad, record } from "./src/ops/tape.ts";
+export * from "./src/ops/elementwise.ts";
+export * from "./src/ops/reduce.ts";
+export { linear, matmul } from "./src/ops/matmul.ts";
+export { conv2d } from "./src/ops/conv.ts";
+export * from "./src/ops/shape.ts";
+export * from "./src/ops/loss.ts";
+export { actnorm, actnormInit, actnormInverse, actnormLogdet } from "./src/ops/actnorm.ts";
+export { affineCoupling, affineCouplingInverse } from "./src/ops/coupling.ts";
+export { squeeze, unsqueeze } from "./src/ops/squeeze.ts";
+export { inverseLogdet } from "./src/ops/linalg.ts";
+export { Adam, type AdamOptions } from "./src/ops/adam.ts";
+export * from "./src/models/flow.ts";
+export { defaultGlowConfig, Glow, type GlowConfig } from "./src/models/glow.ts";
+export { Params } from "./src/models/params.ts";
+export { Rng } from "./src/data/rng.ts";
+export { loadMnist } from "./src/data/mnist.ts";
+export { GlowTrainer, runTraining } from "./src/train/glow_trainer.ts";
