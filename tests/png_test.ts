@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-// deno-lint-ignore no-import-prefix -- deno.json has no import map entry for it (yet)
-import { decode, Image } from "npm:imagescript@1.3.1";
+import { decode, Image } from "imagescript";
 import { imageGrid, lineChartPng, niceTicks, writePng } from "../src/train/png.ts";
 
 async function load(bytes: Uint8Array): Promise<Image> {

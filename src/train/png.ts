@@ -2,8 +2,7 @@
 // only as an RGBA bitmap container and PNG encoder: everything else is drawn pixel by pixel.
 // Text uses a built-in 3x5 bitmap font, since imagescript renders text only from a font file.
 
-// deno-lint-ignore no-import-prefix -- deno.json has no import map entry for it (yet)
-import { Image } from "npm:imagescript@1.3.1";
+import { Image } from "imagescript";
 import { writeFileAtomic } from "./checkpoint.ts";
 
 export interface GridOptions {
