@@ -37,13 +37,15 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
   f_ls[i] = log_sig(r);
 }
 
-// x_b = y_b / s - t   (binding 1 = y_b, 3 = x_b)
+// x_b = y_b / s - t, and the inverse's log-det terms -log s (binding 1 = y_b, 3 = x_b)
 @compute @workgroup_size(WG)
 fn inverse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flat(gid, nwg);
   if (i >= cp.n * cp.c * cp.s) { return; }
   let ti = t_index(i);
-  f_y[i] = f_x[i] / sig(f_h[ti + cp.s] + 2.0) - f_h[ti];
+  let r = f_h[ti + cp.s] + 2.0;
+  f_y[i] = f_x[i] / sig(r) - f_h[ti];
+  f_ls[i] = -log_sig(r);
 }
 
 // Backward of y_b (binding 3 = g): dx_b = g s, dt = g s, dr = g y_b (1 - s).

@@ -119,7 +119,7 @@ Deno.test("affine coupling: forward vs reference, inverse", async () => {
   const H = Tensor.constant(h, [2, 6, 5, 3]);
   const err = await roundTripError(
     (t) => affineCoupling(t, H).yb,
-    (t) => affineCouplingInverse(t, H),
+    (t) => affineCouplingInverse(t, H).xb,
     xb,
     CB,
   );

@@ -133,7 +133,9 @@ export async function gradcheck(
       maxErr = Math.max(maxErr, err / tol);
       if (!(err <= tol) && bad.length < 8) {
         bad.push(
-          `${xs[input].name} [${index}]: analytic ${an}, numeric ${num} (tol ${tol.toExponential(2)})`,
+          `${xs[input].name} [${index}]: analytic ${an}, numeric ${num} (tol ${
+            tol.toExponential(2)
+          })`,
         );
       }
     });

@@ -232,7 +232,9 @@ export async function readBuffer(src: GPUBuffer, bytes: number, offset = 0): Pro
 }
 
 /** Read several buffers with one submit and one map (checkpoints read hundreds of tensors). */
-export async function readBuffers(list: { buffer: GPUBuffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+export async function readBuffers(
+  list: { buffer: GPUBuffer; bytes: number }[],
+): Promise<ArrayBuffer[]> {
   const offsets: number[] = [];
   let total = 0;
   for (const { bytes } of list) {

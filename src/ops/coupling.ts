@@ -53,16 +53,17 @@ export function affineCoupling(xb: Tensor, h: Tensor): { yb: Tensor; logs: Tenso
   return { yb, logs };
 }
 
-/** x_b = y_b / sigmoid(r + 2) - t; for sampling, records nothing. */
-export function affineCouplingInverse(yb: Tensor, h: Tensor): Tensor {
+/** x_b = y_b / sigmoid(r + 2) - t and the inverse's -log s per element; records nothing. */
+export function affineCouplingInverse(yb: Tensor, h: Tensor): { xb: Tensor; neglogs: Tensor } {
   const params = dims(yb, h, "affineCouplingInverse");
   const xb = Tensor.empty(yb.shape, "coupling.x");
+  const neglogs = Tensor.empty(yb.shape, "coupling.neglogs");
   dispatch({
     file: FILE,
     entry: "inverse",
-    buffers: [yb.buffer, h.buffer, xb.buffer],
+    buffers: [yb.buffer, h.buffer, xb.buffer, neglogs.buffer],
     params,
     threads: yb.size,
   });
-  return xb;
+  return { xb, neglogs };
 }
