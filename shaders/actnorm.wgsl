@@ -118,3 +118,52 @@ fn finish_init(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   i_a[c] = a;
   i_b[c] = -mean * exp(a);
 }
+
+// ---- vec4 variants, used when S % 4 == 0 (an.s is then S / 4, in vec4 units) ----
+@group(0) @binding(1) var<storage, read> v_x: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> v_y: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn forward4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= an.n * an.c * an.s) { return; }
+  let c = (i / an.s) % an.c;
+  v_y[i] = exp(f_a[c]) * v_x[i] + f_b[c];
+}
+
+@compute @workgroup_size(WG)
+fn backward_x4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= an.n * an.c * an.s) { return; }
+  let c = (i / an.s) % an.c;
+  v_y[i] = exp(f_a[c]) * v_x[i];
+}
+
+@group(0) @binding(2) var<storage, read> v_g: array<vec4f>;
+
+// (g x, g) partial sums; (n, s) advance by P vec4s with running counters, no per-load division.
+@compute @workgroup_size(WG)
+fn partial_grad4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= an.c * an.p) { return; }
+  let c = t / an.p;
+  let p = t % an.p;
+  let dn = an.p / an.s;
+  let ds = an.p % an.s;
+  var n = p / an.s;
+  var s = p % an.s;
+  var s0 = vec4f(0.0);
+  var s1 = vec4f(0.0);
+  loop {
+    if (n >= an.n) { break; }
+    let i = (n * an.c + c) * an.s + s;
+    let g = v_g[i];
+    s0 += g * v_x[i];
+    s1 += g;
+    n += dn;
+    s += ds;
+    if (s >= an.s) { s -= an.s; n += 1u; }
+  }
+  p_part[2u * t] = s0.x + s0.y + s0.z + s0.w;
+  p_part[2u * t + 1u] = s1.x + s1.y + s1.z + s1.w;
+}

@@ -70,15 +70,29 @@ Deno.test("actnorm: forward vs reference, inverse, log-det vs brute force", asyn
   clearTape();
 });
 
-Deno.test("actnorm: gradcheck x, a, b and the log-det", async () => {
-  const inputs = [
-    { data: randn(anSize, 8), shape: AN },
-    { data: randu(5, 9, -0.5, 0.5), shape: [5] },
-    { data: randu(5, 10), shape: [5] },
-  ];
-  await gradcheck((x, a, b) => actnorm(x, a, b), inputs, { label: "actnorm" });
-  await gradcheck((x, a) => actnormLogdet(x, a), inputs.slice(0, 2), { label: "actnorm logdet" });
-});
+// [3, 5, 2, 6]: each channel's plane (12) is a multiple of 4, so the vec4 kernels run.
+for (const shape of [AN, [3, 5, 2, 6]]) {
+  const n = shape.reduce((p, q) => p * q), plane = shape[2] * shape[3];
+  Deno.test(`actnorm ${JSON.stringify(shape)}: forward vs reference`, async () => {
+    const x = randn(n, 40), a = randu(5, 41, -1, 1), b = randu(5, 42, -1, 1);
+    const y = await actnorm(Tensor.from(x, shape), Tensor.from(a, [5]), Tensor.from(b, [5])).read();
+    const c = (i: number) => Math.floor(i / plane) % 5;
+    assertClose(y, Array.from(x, (v, i) => Math.exp(a[c(i)]) * v + b[c(i)]), {
+      rtol: 1e-5,
+      atol: 1e-6,
+    });
+    clearTape();
+  });
+  Deno.test(`actnorm ${JSON.stringify(shape)}: gradcheck x, a, b and the log-det`, async () => {
+    const inputs = [
+      { data: randn(n, 8), shape },
+      { data: randu(5, 9, -0.5, 0.5), shape: [5] },
+      { data: randu(5, 10), shape: [5] },
+    ];
+    await gradcheck((x, a, b) => actnorm(x, a, b), inputs, { label: "actnorm" });
+    await gradcheck((x, a) => actnormLogdet(x, a), inputs.slice(0, 2), { label: "actnorm logdet" });
+  });
+}
 
 Deno.test("actnorm: data-dependent init gives zero mean, unit variance per channel", async () => {
   const x = randn(anSize, 11).map((v, i) => 3 * v + (Math.floor(i / 21) % 5) - 2);

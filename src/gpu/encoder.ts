@@ -4,6 +4,7 @@
 import { device, lostMessage } from "./device.ts";
 import { type Constants, pipeline } from "./kernels.ts";
 import { bufferId } from "./pool.ts";
+import { nextTimestamps, profiling, resolveTimestamps } from "./profile.ts";
 
 const MAX_WG = 65535;
 
@@ -134,10 +135,17 @@ export function dispatch(d: Dispatch): void {
   if (x > MAX_WG || y > MAX_WG || z > MAX_WG) {
     throw new Error(`flowgpu: ${pipe.label}: ${x}x${y}x${z} workgroups exceed ${MAX_WG}`);
   }
-  const p = computePass();
+  let timestampWrites = profiling() ? nextTimestamps(pipe.label) : undefined;
+  if (profiling() && !timestampWrites) {
+    flush();
+    timestampWrites = nextTimestamps(pipe.label);
+  }
+  if (timestampWrites) endPass();
+  const p = timestampWrites ? enc().beginComputePass({ timestampWrites }) : computePass();
   p.setPipeline(pipe);
   p.setBindGroup(0, bg);
   p.dispatchWorkgroups(x, y, z);
+  if (timestampWrites) p.end();
   stats.dispatches++;
   if (lastKernels.length < 4096) lastKernels.push(pipe.label);
 }
@@ -169,7 +177,9 @@ export function flush(): void {
   const e = endPass();
   encoder = undefined;
   const dev = device();
+  const afterSubmit = resolveTimestamps(e);
   dev.queue.submit([e.finish()]);
+  afterSubmit?.();
   stats.submits++;
   const kernels = lastKernels;
   const scope = dev.popErrorScope();

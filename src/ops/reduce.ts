@@ -34,6 +34,7 @@ export function reduceABC(
     threads: b * p,
   });
   dispatch({ file: FILE, entry: "finish", buffers: [part.buffer, out.buffer], params, threads: b });
+
   part.release();
   return record(out, [x], (g) => accumulate(x, expand(g, a, b, c, scale, x.shape)));
 }
