@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import "./setup.ts";
+import { assertClose, gradcheck, randu } from "./gradcheck.ts";
+import {
+  conv2d,
+  conv2dBackwardData,
+  conv2dBackwardWeight,
+  type Conv2dOptions,
+} from "../src/ops/conv.ts";
+import { clearTape } from "../src/ops/tape.ts";
+import { type Shape, Tensor } from "../src/ops/tensor.ts";
+
+interface Case {
+  x: Shape;
+  w: Shape;
+  stride?: 1 | 2;
+  padding?: number;
+  bias?: boolean;
+}
+
+/** f64 reference: y[n, o, i, j] = b[o] + sum x[n, c, i*s + ky - p, j*s + kx - p] w[o, c, ky, kx]. */
+function reference(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number> | undefined,
+  c: Case,
+): { y: Float64Array; shape: number[] } {
+  const [n, ch, h, wd] = c.x;
+  const [o, , kh, kw] = c.w;
+  const s = c.stride ?? 1;
+  const p = c.padding ?? Math.floor((kh - 1) / 2);
+  const ho = Math.floor((h + 2 * p - kh) / s) + 1;
+  const wo = Math.floor((wd + 2 * p - kw) / s) + 1;
+  const y = new Float64Array(n * o * ho * wo);
+  for (let ni = 0; ni < n; ni++) {
+    for (let oi = 0; oi < o; oi++) {
+      for (let i = 0; i < ho; i++) {
+        for (let j = 0; j < wo; j++) {
+          let acc = b ? b[oi] : 0;
+          for (let ci = 0; ci < ch; ci++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = i * s + ky - p;
+              if (iy < 0 || iy >= h) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = j * s + kx - p;
+                if (ix < 0 || ix >= wd) continue;
+                acc += x[((ni * ch + ci) * h + iy) * wd + ix] *
+                  w[((oi * ch + ci) * kh + ky) * kw + kx];
+              }
+            }
+          }
+          y[((ni * o + oi) * ho + i) * wo + j] = acc;
+        }
+      }
+    }
+  }
+  return { y, shape: [n, o, ho, wo] };
+}
+
+const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
+const opts = (c: Case, bias?: Tensor): Conv2dOptions => ({
+  stride: c.stride,
+  padding: c.padding,
+  bias,
+});
+const name = (c: Case) =>
+  `x [${c.x}] w [${c.w}] stride ${c.stride ?? 1} pad ${c.padding ?? "default"}${
+    c.bias ? " +bias" : ""
+  }`;
+
+// Sizes not multiples of 4 (the kernels' vec4 columns and channel blocks).
+const FORWARD: Case[] = [
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], stride: 2, padding: 1 },
+  { x: [2, 3, 7, 6], w: [5, 3, 1, 1], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 1, 1], stride: 2 },
+  { x: [2, 3, 7, 6], w: [5, 3, 1, 1], padding: 2, bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 2, 2], padding: 0 },
+  { x: [2, 3, 7, 6], w: [5, 3, 2, 2], padding: 1, stride: 2, bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 5, 3], padding: 2 },
+  { x: [2, 3, 7, 6], w: [5, 3, 5, 3], padding: 0, stride: 2, bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], padding: 2, stride: 2 },
+  { x: [1, 2, 9, 11], w: [3, 2, 3, 3], padding: 0, bias: true },
+  // 1x1 with H*W % 4 == 0: runs on x itself, no padded copy.
+  { x: [3, 6, 4, 5], w: [9, 6, 1, 1], padding: 0, bias: true },
+  // 1x1 whose rows and channels need no padded copies at all.
+  { x: [2, 8, 4, 8], w: [16, 8, 1, 1], padding: 0 },
+  // 1x1 with two channel blocks each way (blocks of 16).
+  { x: [1, 20, 3, 5], w: [18, 20, 1, 1], bias: true },
+  // Several channel blocks each way, and a wide kernel.
+  { x: [2, 9, 5, 10], w: [11, 9, 3, 3], bias: true },
+  { x: [2, 5, 6, 13], w: [11, 5, 3, 6], padding: 2 },
+];
+
+for (const c of FORWARD) {
+  Deno.test(`conv2d forward: ${name(c)}`, async () => {
+    const xd = randu(size(c.x), 1), wd = randu(size(c.w), 2);
+    const bd = c.bias ? randu(c.w[0], 3) : undefined;
+    const b = bd ? Tensor.from(bd, [c.w[0]]) : undefined;
+    const y = conv2d(Tensor.from(xd, c.x), Tensor.from(wd, c.w), opts(c, b));
+    const ref = reference(xd, wd, bd, c);
+    assert.deepEqual(y.shape, ref.shape);
+    assertClose(await y.read(), ref.y, { rtol: 1e-5, atol: 1e-5, label: name(c) });
+    clearTape();
+  });
+}
+
+// The data and weight gradients against the f64 reference's own adjoints, on shapes where every
+// phase and chunk path runs, including stride 2 with phases that only some taps reach.
+Deno.test("conv2d backward kernels match f64 adjoints", async () => {
+  for (const c of FORWARD) {
+    const xd = randu(size(c.x), 4), wd = randu(size(c.w), 5);
+    const { shape } = reference(xd, wd, undefined, c);
+    const gd = randu(size(shape), 6);
+    const [n, ch, h, wdt] = c.x;
+    const [o, , kh, kw] = c.w;
+    const s = c.stride ?? 1;
+    const p = c.padding ?? Math.floor((kh - 1) / 2);
+    const [, , ho, wo] = shape;
+    const dx = new Float64Array(size(c.x)), dw = new Float64Array(size(c.w));
+    for (let ni = 0; ni < n; ni++) {
+      for (let oi = 0; oi < o; oi++) {
+        for (let i = 0; i < ho; i++) {
+          for (let j = 0; j < wo; j++) {
+            const gv = gd[((ni * o + oi) * ho + i) * wo + j];
+            for (let ci = 0; ci < ch; ci++) {
+              for (let ky = 0; ky < kh; ky++) {
+                const iy = i * s + ky - p;
+                if (iy < 0 || iy >= h) continue;
+                for (let kx = 0; kx < kw; kx++) {
+                  const ix = j * s + kx - p;
+                  if (ix < 0 || ix >= wdt) continue;
+                  const xi = ((ni * ch + ci) * h + iy) * wdt + ix;
+                  const wi = ((oi * ch + ci) * kh + ky) * kw + kx;
+                  dx[xi] += gv * wd[wi];
+                  dw[wi] += gv * xd[xi];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    const g = Tensor.from(gd, shape);
+    const o2 = opts(c);
+    const gotDx = await conv2dBackwardData(g, Tensor.from(wd, c.w), c.x, o2).read();
+    const gotDw = await conv2dBackwardWeight(g, Tensor.from(xd, c.x), c.w, o2).read();
+    assertClose(gotDx, dx, { rtol: 1e-5, atol: 1e-5, label: `dx ${name(c)}` });
+    assertClose(gotDw, dw, { rtol: 1e-4, atol: 1e-4, label: `dw ${name(c)}` });
+    clearTape();
+  }
+});
+
+const GRAD: Case[] = [
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], stride: 2, padding: 1, bias: true },
+  { x: [2, 3, 5, 6], w: [5, 3, 1, 1], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 2, 2], padding: 0, stride: 2 },
+  { x: [1, 2, 7, 5], w: [3, 2, 5, 3], padding: 2 },
+];
+
+for (const c of GRAD) {
+  Deno.test(`conv2d gradcheck: ${name(c)}`, async () => {
+    const inputs = [
+      { data: randu(size(c.x), 7), shape: c.x },
+      { data: randu(size(c.w), 8), shape: c.w },
+    ];
+    if (c.bias) inputs.push({ data: randu(c.w[0], 9), shape: [c.w[0]] });
+    await gradcheck(
+      (x, w, b) => conv2d(x, w, opts(c, b)),
+      inputs,
+      { label: name(c), maxElements: 40 },
+    );
+  });
+}
+
+Deno.test("conv2d gradcheck: only w needs a gradient", async () => {
+  const c: Case = { x: [2, 3, 5, 7], w: [5, 3, 3, 3] };
+  await gradcheck((x, w) => conv2d(x, w), [
+    { data: randu(size(c.x), 10), shape: c.x, grad: false },
+    { data: randu(size(c.w), 11), shape: c.w },
+  ], { maxElements: 30 });
+});
+
+Deno.test("conv2d: shape errors name the shapes", () => {
+  const x = Tensor.from(new Float32Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
+  const w = (s: Shape) => Tensor.from(new Float32Array(size(s)), s);
+  assert.throws(
+    () => conv2d(x, w([5, 4, 3, 3])),
+    /conv2d: channel mismatch: x has 3 channels, w expects 4 \(x \[2, 3, 4, 4\], w \[5, 4, 3, 3\]\)/,
+  );
+  assert.throws(() => conv2d(Tensor.from([1, 2, 3], [3]), w([5, 3, 3, 3])), /x must be.*x \[3\]/);
+  assert.throws(() => conv2d(x, w([5, 3, 3])), /w must be.*w \[5, 3, 3\]/);
+  assert.throws(() => conv2d(x, w([5, 3, 7, 7]), { padding: 0 }), /does not fit x \[2, 3, 4, 4\]/);
+  assert.throws(
+    () => conv2d(x, w([5, 3, 3, 3]), { bias: Tensor.from([1, 2], [2]) }),
+    /bias \[2\] must be \[5\]/,
+  );
+  assert.throws(() => conv2d(x, w([5, 3, 3, 3]), { stride: 3 as 1 }), /stride must be 1 or 2/);
+  assert.throws(() => conv2d(x, w([5, 3, 3, 3]), { padding: -1 }), /padding must be/);
+  assert.throws(
+    () => conv2dBackwardData(Tensor.from([1], [1, 1, 1, 1]), w([5, 3, 3, 3]), [2, 3, 4, 4]),
+    /gradient \[1, 1, 1, 1\] does not match the output \[2, 5, 4, 4\]/,
+  );
+  clearTape();
+});
