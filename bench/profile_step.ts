@@ -1,34 +1,49 @@
-import { enableProfiling, initGpu, profileReport, resetProfile } from "./src/gpu/mod.ts";
-import { sync } from "./src/gpu/encoder.ts";
-import { GlowTrainer } from "./src/train/glow_trainer.ts";
-import { cpuPreset } from "./src/train/config.ts";
-import { loadMnist } from "./src/data/mnist.ts";
+// Per-kernel GPU time of one Glow training step (timestamp queries, see src/gpu/profile.ts).
+//   deno run -A bench/profile_step.ts [--width 64] [--depth 8] [--levels 3] [--batch 32] [--top 30]
+import { parseArgs } from "node:util";
+import { enableProfiling, initGpu, profileReport, resetProfile } from "../src/gpu/mod.ts";
+import { sync } from "../src/gpu/encoder.ts";
+import { GlowTrainer } from "../src/train/glow_trainer.ts";
+import { cpuPreset } from "../src/train/config.ts";
+import { loadMnist } from "../src/data/mnist.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    width: { type: "string", default: "64" },
+    depth: { type: "string", default: "8" },
+    levels: { type: "string", default: "3" },
+    batch: { type: "string", default: "32" },
+    top: { type: "string", default: "30" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  console.log(
+    "usage: deno run -A bench/profile_step.ts [--width N] [--depth K] [--levels L] [--batch N] [--top N]",
+  );
+  Deno.exit(0);
+}
 await initGpu();
 const m = await loadMnist("train", { limit: 2000 });
-const set = {
-  images: m.images,
-  labels: m.labels,
-  count: m.count,
-  channels: 1,
-  height: 32,
-  width: 32,
-};
 const cfg = {
   ...cpuPreset,
-  width: Number(Deno.args[0] ?? 64),
-  depth: Number(Deno.args[1] ?? 8),
-  batch: Number(Deno.args[2] ?? 32),
+  width: Number(values.width),
+  depth: Number(values.depth),
+  levels: Number(values.levels),
+  batch: Number(values.batch),
 };
-const t = new GlowTrainer(cfg, set);
+const t = new GlowTrainer(cfg, { ...m, channels: 1 });
 t.initialize();
 await sync();
 await t.trainStep();
 let t0 = performance.now();
 await t.trainStep();
-console.log("plain step ms", (performance.now() - t0).toFixed(0));
+const ms = performance.now() - t0;
+console.log(`step: ${ms.toFixed(0)} ms, ${(cfg.batch / ms * 1000).toFixed(1)} images/s`);
 enableProfiling();
 resetProfile();
 t0 = performance.now();
 await t.trainStep();
-console.log("profiled step ms", (performance.now() - t0).toFixed(0));
-console.log(await profileReport(Number(Deno.args[3] ?? 12)));
+console.log(`profiled step (passes serialised): ${(performance.now() - t0).toFixed(0)} ms`);
+console.log(await profileReport(Number(values.top)));
