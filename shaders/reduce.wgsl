@@ -55,6 +55,19 @@ fn partial4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   s1_part[t] = acc.x + acc.y + acc.z + acc.w;
 }
 
+// c == 1 and b % 4 == 0 (a sum over the rows of an [A, B] matrix, e.g. split-K partials):
+// four adjacent outputs per thread with vec4 loads (r.b is then b / 4).
+@compute @workgroup_size(WG)
+fn partial_rows4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= r.b * r.p) { return; }
+  let b4 = t / r.p;
+  let p = t % r.p;
+  var acc = vec4f(0.0);
+  for (var a = p; a < r.a; a += r.p) { acc += s4_x[a * r.b + b4]; }
+  for (var k = 0u; k < 4u; k++) { s1_part[(4u * b4 + k) * r.p + p] = acc[k]; }
+}
+
 @group(0) @binding(1) var<storage, read> s2_part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s2_out: array<f32>;
 

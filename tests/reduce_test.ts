@@ -34,8 +34,9 @@ const REDUCTIONS: Red[] = [
 ];
 
 // [3,5,3,7]: nothing a multiple of 4 (scalar loads); [2,3,4,6]: vec4 loads along c;
-// [4,2,40,40]: large enough that each output has many partial sums.
-const SHAPES: Shape[] = [[3, 5, 3, 7], [2, 3, 4, 6], [4, 2, 40, 40]];
+// [4,2,40,40]: large enough that each output has many partial sums; [64,4,1,2]: row sums with
+// several partials each.
+const SHAPES: Shape[] = [[3, 5, 3, 7], [2, 3, 4, 6], [4, 2, 40, 40], [64, 4, 1, 2]];
 
 for (const [name, f, view] of REDUCTIONS) {
   for (const shape of SHAPES) {

@@ -21,18 +21,22 @@ export function reduceABC(
     throw new Error(`flowgpu: ${name}: [${a}, ${b}, ${c}] does not cover ${fmtShape(x.shape)}`);
   }
   const out = Tensor.empty(outShape, name);
-  const n = a * c;
-  // Enough threads to fill a GPU, at least 16 elements each, at most 1024 partials per output.
+  // vec4 loads along c when it allows (lavapipe pays per load instruction, GPUs per transaction),
+  // or along b for row sums (c == 1).
+  const rows4 = c === 1 && b % 4 === 0;
+  const v = c % 4 === 0 ? 4 : 1;
+  const n = (a * c) / v;
+  // Enough threads to fill a GPU, at least 16 loads each, at most 1024 partials per output.
   const p = Math.max(1, Math.min(1024, Math.ceil(16384 / b), Math.ceil(n / 16)));
   const part = Tensor.empty([b * p], "partials");
-  const params = [a, b, c, p, f32(scale)];
   dispatch({
     file: FILE,
-    entry: "partial",
+    entry: rows4 ? "partial_rows4" : v === 4 ? "partial4" : "partial",
     buffers: [x.buffer, part.buffer],
-    params,
-    threads: b * p,
+    params: rows4 ? [a, b / 4, 1, p, f32(scale)] : [a, b, c / v, p, f32(scale)],
+    threads: rows4 ? (b / 4) * p : b * p,
   });
+  const params = [a, b, c, p, f32(scale)];
   dispatch({ file: FILE, entry: "finish", buffers: [part.buffer, out.buffer], params, threads: b });
 
   part.release();
