@@ -88,12 +88,26 @@ async function acquire(verbose: boolean): Promise<GPUDevice> {
       }), max buffer ${a.maxBufferSize} B, max storage binding ${a.maxStorageBufferBindingSize} B`,
     );
   }
+  // Errors outside an error scope are otherwise silent in Deno: keep the first, throw it at the
+  // next sync (see encoder.ts).
+  dev.addEventListener("uncapturederror", (e) => {
+    uncaptured ??= (e as GPUUncapturedErrorEvent).error.message;
+  });
   dev.lost.then((l) => {
     lostReason = `${l.reason}: ${l.message || "no message"}`;
     if (l.reason !== "destroyed") console.error(`flowgpu: GPU device lost (${lostReason})`);
   });
   current = dev;
   return dev;
+}
+
+let uncaptured: string | undefined;
+
+/** The first uncaptured GPU error since the last call, if any (and forget it). */
+export function takeUncapturedError(): string | undefined {
+  const e = uncaptured;
+  uncaptured = undefined;
+  return e;
 }
 
 /** Why the device was lost, if it was. */

@@ -1,7 +1,7 @@
 // Batches every dispatch, copy and upload into one command encoder until an explicit flush (a
 // readback flushes too). Each submit-and-wait costs ~11 ms on lavapipe against ~0.1 ms for a
 // dispatch, so a training step is encoded whole and submitted once.
-import { device, lostMessage } from "./device.ts";
+import { device, lostMessage, takeUncapturedError } from "./device.ts";
 import { type Constants, pipeline } from "./kernels.ts";
 import { bufferId } from "./pool.ts";
 import { nextTimestamps, profiling, resolveTimestamps } from "./profile.ts";
@@ -116,6 +116,7 @@ export function fold(threads: number, wg = 64): [number, number, number] {
 }
 
 export function dispatch(d: Dispatch): void {
+  enc(); // opens the error scope that also covers pipeline and bind group creation
   const pipe = pipeline(d.file, d.entry, d.constants);
   const uni = d.params ? uniformBuffer(d.params) : undefined;
   let key = pipe.label;
@@ -206,10 +207,13 @@ export async function sync(): Promise<void> {
 async function checkErrors(): Promise<void> {
   const lost = lostMessage();
   if (lost) throw new Error(`flowgpu: the GPU device was lost (${lost})`);
+  const stray = takeUncapturedError();
+  if (stray) throw new Error(`flowgpu: GPU error: ${stray.trim()}`);
   if (!pendingError) return;
   const err = await pendingError;
   pendingError = undefined;
   if (err) {
+    bindGroups.clear(); // one of them may be the invalid one
     const k = (err as GPUError & { kernels?: string }).kernels;
     throw new Error(`flowgpu: GPU validation error: ${err.message.trim()}\n  recent kernels: ${k}`);
   }

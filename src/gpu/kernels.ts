@@ -37,6 +37,16 @@ async function compile(file: string): Promise<GPUShaderModule> {
   } catch {
     throw new Error(`flowgpu: shader file shaders/${file} not found`);
   }
+  try {
+    return await compileWgsl(src, file);
+  } catch (e) {
+    modules.delete(file);
+    throw e;
+  }
+}
+
+/** Compile WGSL (with the common prelude) and throw its errors as `shaders/<file>:<line>:<col>`. */
+export async function compileWgsl(src: string, file: string): Promise<GPUShaderModule> {
   const dev = device();
   dev.pushErrorScope("validation");
   const module = dev.createShaderModule({ code: prelude + "\n" + src, label: file });
@@ -49,7 +59,6 @@ async function compile(file: string): Promise<GPUShaderModule> {
       const at = line > 0 ? `shaders/${file}:${line}:${m.linePos}` : `shaders/common.wgsl`;
       return `${at}: ${m.message.trim().split("\n")[0]}`;
     });
-    modules.delete(file);
     throw new Error(
       `flowgpu: WGSL compile error\n${where.join("\n") || scopeError?.message}`,
     );
