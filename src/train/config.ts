@@ -111,12 +111,43 @@ const HELP: [string, string][] = [
   ["--help", "this text"],
 ];
 
+const DEFAULT_OF: Record<string, keyof TrainConfig> = {
+  "--steps N": "steps",
+  "--batch N": "batch",
+  "--levels L": "levels",
+  "--depth K": "depth",
+  "--width C": "width",
+  "--coupling KIND": "coupling",
+  "--bits N": "nBits",
+  "--lr X": "lr",
+  "--warmup N": "warmup",
+  "--clip X": "clip",
+  "--weight-decay X": "weightDecay",
+  "--init-batch N": "initBatch",
+  "--seed N": "seed",
+  "--out DIR": "out",
+  "--log-every N": "logEvery",
+  "--sample-every N": "sampleEvery",
+  "--checkpoint-every N": "checkpointEvery",
+  "--eval-every N": "evalEvery",
+  "--eval-limit N": "evalLimit",
+  "--eval-batch N": "evalBatch",
+  "--train-limit N": "trainLimit",
+  "--temperature T": "temperature",
+};
+
 export function helpText(cmd: string): string {
-  const rows = HELP.map(([f, d]) => `  ${f.padEnd(22)} ${d}`).join("\n");
+  const rows = HELP.map(([f, d]) => {
+    const key = DEFAULT_OF[f];
+    const def = key
+      ? ` [${cpuPreset[key]}${gpuPreset[key] !== cpuPreset[key] ? `; gpu: ${gpuPreset[key]}` : ""}]`
+      : "";
+    return `  ${f.padEnd(22)} ${d}${def}`;
+  }).join("\n");
   return `usage: ${cmd} [train] [options]      train Glow on MNIST
        ${cmd} evaluate [options]     test bits/dim and a sample grid from DIR's checkpoint
 
-options (defaults from the preset; cpu preset shown in config.json of a run):
+options [cpu preset default; gpu preset where it differs]:
 ${rows}
 `;
 }
