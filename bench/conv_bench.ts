@@ -2,6 +2,7 @@
 // separately, in GFLOP/s of 2*N*O*C*9*H*W flops per pass. Each sample encodes R passes and waits
 // once (wall-clock), so lavapipe's ~11 ms submit cost is spread over R passes.
 //   deno bench -A --no-check bench/conv_bench.ts        (CONV_BENCH_REPS=R, default 4)
+// Glow's thin shapes, GPU time per step: deno run -A bench/conv_bench.ts --glow [--width 32]
 import { getDevice } from "../src/gpu/device.ts";
 import { sync } from "../src/gpu/encoder.ts";
 import { loadModule } from "../src/gpu/kernels.ts";
@@ -13,6 +14,15 @@ import { Rng } from "../src/data/rng.ts";
 // Only the shaders this bench runs are validated (initGpu would compile every file in shaders/).
 await getDevice();
 for (const f of ["conv.wgsl", "reduce.wgsl", "elementwise.wgsl"]) await loadModule(f);
+
+if (Deno.args.includes("--glow")) {
+  const arg = (k: string, d: number) => {
+    const i = Deno.args.indexOf(k);
+    return i >= 0 ? Number(Deno.args[i + 1]) : d;
+  };
+  await glowBench(arg("--width", 64), arg("--reps", 4));
+  Deno.exit(0);
+}
 
 const N = 16, C = 64, O = 64, H = 32, W = 32, K = 3;
 const R = Number(Deno.env.get("CONV_BENCH_REPS") ?? 4);
@@ -65,3 +75,57 @@ globalThis.addEventListener("unload", () => {
     console.log(`conv2d ${name}: ${ms.toFixed(1)} ms/pass, ${gflops.toFixed(2)} GFLOP/s (best)`);
   }
 });
+
+// ---- Glow's conv shapes (deno run -A bench/conv_bench.ts --glow [--width 64] [--reps 4]) ----
+// GPU time (timestamp queries, passes serialised) per pass of every conv shape in one Glow step
+// (batch 32, MNIST squeezed to 16x16x4, 3 levels), counted as often as a step runs it.
+async function glowBench(width: number, reps: number): Promise<void> {
+  const { enableProfiling, profileReport, resetProfile } = await import("../src/gpu/profile.ts");
+  const n = 32, k = 8;
+  // [label, C_in, C_out, kernel, spatial, bias, uses per step]
+  const shapes: [string, number, number, number, number, boolean, number][] = [];
+  for (const [c, hw] of [[4, 16], [8, 8], [16, 4]]) {
+    shapes.push([`NN1 3x3 ${c / 2}->${width} @${hw}`, c / 2, width, 3, hw, false, k]);
+    shapes.push([`NN2 1x1 ${width}->${width} @${hw}`, width, width, 1, hw, false, k]);
+    shapes.push([`NN3 3x3 ${width}->${c} @${hw}`, width, c, 3, hw, true, k]);
+    shapes.push([`inv 1x1 ${c}->${c} @${hw}`, c, c, 1, hw, false, k]);
+    if (c < 16) shapes.push([`prior 3x3 ${c / 2}->${c} @${hw}`, c / 2, c, 3, hw, true, 1]);
+  }
+  enableProfiling();
+  const rng = new Rng(2);
+  let step = 0;
+  for (const [label, ci, co, kk, hw, bias, uses] of shapes) {
+    const x = Tensor.persistent([n, ci, hw, hw], "x").write(rng.normalArray(n * ci * hw * hw));
+    const w = Tensor.persistent([co, ci, kk, kk], "w").write(
+      rng.normalArray(co * ci * kk * kk, 0.1),
+    );
+    const g = Tensor.persistent([n, co, hw, hw], "g").write(rng.normalArray(n * co * hw * hw));
+    const b = bias ? Tensor.persistent([co], "b").write(rng.normalArray(co)) : undefined;
+    const o = { padding: (kk - 1) / 2, bias: b };
+    const row: string[] = [];
+    for (
+      const [, f] of [
+        ["fwd", () => conv2dForward(x, w, o)],
+        ["dx", () => conv2dBackwardData(g, w, x.shape, o)],
+        ["dw", () => conv2dBackwardWeight(g, x, w.shape, o)],
+      ] as [string, () => Tensor][]
+    ) {
+      f();
+      await sync();
+      let ms = Infinity; // the best of 3 rounds: other work shares the CPU
+      for (let round = 0; round < 3; round++) {
+        resetProfile();
+        for (let i = 0; i < reps; i++) f();
+        await sync();
+        const rep = await profileReport(100);
+        ms = Math.min(ms, Number(/([\d.]+) ms total/.exec(rep)![1]) / reps);
+        clearTape();
+      }
+      row.push((ms * uses).toFixed(1).padStart(7));
+      step += ms * uses;
+    }
+    for (const t of [x, w, g, b]) t?.release();
+    console.log(`${label.padEnd(24)} x${uses}  fwd/dx/dw ms per step:${row.join("")}`);
+  }
+  console.log(`conv GPU time per step (width ${width}): ${step.toFixed(0)} ms`);
+}

@@ -136,6 +136,46 @@ fn row3(acc: mat4x4f, w0: vec4f, w1: vec4f, w2: vec4f, a: vec4f, b: vec4f) -> ma
   );
 }
 
+// One input channel of conv3x3: 4 input rows x 12 values from vec4 index p, against the 3x3
+// taps w.. of 4 channels, into the accumulators of 2 rows x 8 columns.
+fn step3x3(
+  a00: ptr<function, mat4x4f>, a01: ptr<function, mat4x4f>,
+  a10: ptr<function, mat4x4f>, a11: ptr<function, mat4x4f>, p0: u32,
+  w00: vec4f, w01: vec4f, w02: vec4f, w10: vec4f, w11: vec4f, w12: vec4f,
+  w20: vec4f, w21: vec4f, w22: vec4f,
+) {
+  let ws4 = cv.ws4;
+  // Input row y0 feeds output row y0; rows y0+1 and y0+2 feed both; row y0+3 feeds y0+1.
+  var p = p0;
+  var a = cv_src[p];
+  var b = cv_src[p + 1u];
+  var c = cv_src[p + 2u];
+  *a00 = row3(*a00, w00, w01, w02, a, b);
+  *a01 = row3(*a01, w00, w01, w02, b, c);
+  p += ws4;
+  a = cv_src[p];
+  b = cv_src[p + 1u];
+  c = cv_src[p + 2u];
+  *a00 = row3(*a00, w10, w11, w12, a, b);
+  *a01 = row3(*a01, w10, w11, w12, b, c);
+  *a10 = row3(*a10, w00, w01, w02, a, b);
+  *a11 = row3(*a11, w00, w01, w02, b, c);
+  p += ws4;
+  a = cv_src[p];
+  b = cv_src[p + 1u];
+  c = cv_src[p + 2u];
+  *a00 = row3(*a00, w20, w21, w22, a, b);
+  *a01 = row3(*a01, w20, w21, w22, b, c);
+  *a10 = row3(*a10, w10, w11, w12, a, b);
+  *a11 = row3(*a11, w10, w11, w12, b, c);
+  p += ws4;
+  a = cv_src[p];
+  b = cv_src[p + 1u];
+  c = cv_src[p + 2u];
+  *a10 = row3(*a10, w20, w21, w22, a, b);
+  *a11 = row3(*a11, w20, w21, w22, b, c);
+}
+
 // 3x3, stride 1. One invocation: 4 channels x 2 rows x 8 columns. Per input channel it loads
 // 4 rows x 12 values and 9 kernel vec4s for 576 multiply-adds.
 @compute @workgroup_size(WG)
@@ -160,50 +200,28 @@ fn conv3x3(
   let jp4 = cv.jp4;
   for (var i = 0u; i < cv.ci; i++) {
     let tb = i * 9u * jp4 + o0 / 4u;
-    let w00 = cv_k[tb];
-    let w01 = cv_k[tb + jp4];
-    let w02 = cv_k[tb + 2u * jp4];
-    let w10 = cv_k[tb + 3u * jp4];
-    let w11 = cv_k[tb + 4u * jp4];
-    let w12 = cv_k[tb + 5u * jp4];
-    let w20 = cv_k[tb + 6u * jp4];
-    let w21 = cv_k[tb + 7u * jp4];
-    let w22 = cv_k[tb + 8u * jp4];
-    var p = ((n * cv.ci + i) * cv.hs + y0) * ws4 + q * 2u;
-    // Input row y0 feeds output row y0; rows y0+1 and y0+2 feed both; row y0+3 feeds y0+1.
-    var a = cv_src[p];
-    var b = cv_src[p + 1u];
-    var c = cv_src[p + 2u];
-    a00 = row3(a00, w00, w01, w02, a, b);
-    a01 = row3(a01, w00, w01, w02, b, c);
-    p += ws4;
-    a = cv_src[p];
-    b = cv_src[p + 1u];
-    c = cv_src[p + 2u];
-    a00 = row3(a00, w10, w11, w12, a, b);
-    a01 = row3(a01, w10, w11, w12, b, c);
-    a10 = row3(a10, w00, w01, w02, a, b);
-    a11 = row3(a11, w00, w01, w02, b, c);
-    p += ws4;
-    a = cv_src[p];
-    b = cv_src[p + 1u];
-    c = cv_src[p + 2u];
-    a00 = row3(a00, w20, w21, w22, a, b);
-    a01 = row3(a01, w20, w21, w22, b, c);
-    a10 = row3(a10, w10, w11, w12, a, b);
-    a11 = row3(a11, w10, w11, w12, b, c);
-    p += ws4;
-    a = cv_src[p];
-    b = cv_src[p + 1u];
-    c = cv_src[p + 2u];
-    a10 = row3(a10, w20, w21, w22, a, b);
-    a11 = row3(a11, w20, w21, w22, b, c);
+    let p = ((n * cv.ci + i) * cv.hs + y0) * ws4 + q * 2u;
+    step3x3(&a00, &a01, &a10, &a11, p, cv_k[tb], cv_k[tb + jp4], cv_k[tb + 2u * jp4],
+      cv_k[tb + 3u * jp4], cv_k[tb + 4u * jp4], cv_k[tb + 5u * jp4], cv_k[tb + 6u * jp4],
+      cv_k[tb + 7u * jp4], cv_k[tb + 8u * jp4]);
   }
   let x0 = q * 8u;
   store4x4(a00, n, o0, y0, x0);
   store4x4(a01, n, o0, y0, x0 + 4u);
   store4x4(a10, n, o0, y0 + 1u, x0);
   store4x4(a11, n, o0, y0 + 1u, x0 + 4u);
+}
+
+// 4 channels (w) x 16 columns (x0..x3) of conv1x1.
+fn mac4(
+  a0: ptr<function, mat4x4f>, a1: ptr<function, mat4x4f>,
+  a2: ptr<function, mat4x4f>, a3: ptr<function, mat4x4f>,
+  w: vec4f, x0: vec4f, x1: vec4f, x2: vec4f, x3: vec4f,
+) {
+  *a0 += outer(w, x0);
+  *a1 += outer(w, x1);
+  *a2 += outer(w, x2);
+  *a3 += outer(w, x3);
 }
 
 // 1x1, stride 1 (a batched matrix product). One invocation: 16 channels x 16 columns; per input
@@ -238,22 +256,10 @@ fn conv1x1(
     let x1 = cv_src[p + 1u];
     let x2 = cv_src[p + 2u];
     let x3 = cv_src[p + 3u];
-    a0_0 += outer(w0, x0);
-    a0_1 += outer(w0, x1);
-    a0_2 += outer(w0, x2);
-    a0_3 += outer(w0, x3);
-    a1_0 += outer(w1, x0);
-    a1_1 += outer(w1, x1);
-    a1_2 += outer(w1, x2);
-    a1_3 += outer(w1, x3);
-    a2_0 += outer(w2, x0);
-    a2_1 += outer(w2, x1);
-    a2_2 += outer(w2, x2);
-    a2_3 += outer(w2, x3);
-    a3_0 += outer(w3, x0);
-    a3_1 += outer(w3, x1);
-    a3_2 += outer(w3, x2);
-    a3_3 += outer(w3, x3);
+    mac4(&a0_0, &a0_1, &a0_2, &a0_3, w0, x0, x1, x2, x3);
+    mac4(&a1_0, &a1_1, &a1_2, &a1_3, w1, x0, x1, x2, x3);
+    mac4(&a2_0, &a2_1, &a2_2, &a2_3, w2, x0, x1, x2, x3);
+    mac4(&a3_0, &a3_1, &a3_2, &a3_3, w3, x0, x1, x2, x3);
     p += plane;
     k += cv.jp4;
   }
@@ -465,9 +471,10 @@ fn wgrad3x3(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
 // c0 + 4M + k for channels o0 + 4K...
 @compute @workgroup_size(WG)
 fn wgrad1x1(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let c0 = (wid.x * 8u + lid / 8u) * 16u;
-  let o0 = (wid.z * 8u + lid % 8u) * 16u;
-  if (c0 >= wg.cs || o0 >= wg.gp) { return; }
+  let t = wid.x * WG + lid;
+  if (t >= wg.lanes) { return; }
+  let c0 = (t % (wg.cs / 16u)) * 16u;
+  let o0 = (t / (wg.cs / 16u)) * 16u;
   let p = wid.y;
   var a0_0 = mat4x4f(); var a0_1 = mat4x4f(); var a0_2 = mat4x4f(); var a0_3 = mat4x4f();
   var a1_0 = mat4x4f(); var a1_1 = mat4x4f(); var a1_2 = mat4x4f(); var a1_3 = mat4x4f();
@@ -569,4 +576,104 @@ fn wgrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
       store_wgrad(acc[4u + j], p, o0 + 4u, c, ky * KW + kx0 + j, KH * KW);
     }
   }
+}
+
+// ---- Thin convolutions: the packed kernel in a uniform buffer (uniform loads cost lavapipe far
+// less than storage loads, and a thin kernel fits 64 KiB), outputs stored as vec4s (rows of a
+// multiple of 4 columns, stride 1). Otherwise the same as conv3x3 / conv1x1.
+@group(0) @binding(2) var<uniform> cu_k: array<vec4f, 4096>;
+@group(0) @binding(4) var<storage, read_write> cu_out: array<vec4f>;
+
+fn store4x4_v4(acc: mat4x4f, n: u32, o0: u32, y: u32, x0: u32) {
+  if (y >= cv.ho || x0 >= cv.wo) { return; }
+  for (var k = 0u; k < 4u; k++) {
+    let o = o0 + k;
+    if (o >= cv.co) { return; }
+    let b = select(0.0, cv_bias[o], cv.bias == 1u);
+    cu_out[(((n * cv.co + o) * cv.ho + y) * cv.wo + x0) / 4u] = acc[k] + b;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn conv3x3_u(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(num_workgroups) nwg: vec3u,
+) {
+  let t = lane(wid, lid, nwg);
+  if (t >= cv.lanes) { return; }
+  let o0 = wid.x * 4u;
+  let hq = (cv.ho + 1u) / 2u;
+  let q = t % cv.wq;
+  let r = t / cv.wq;
+  let y0 = (r % hq) * 2u;
+  let n = r / hq;
+  var a00 = mat4x4f();
+  var a01 = mat4x4f();
+  var a10 = mat4x4f();
+  var a11 = mat4x4f();
+  let jp4 = cv.jp4;
+  for (var i = 0u; i < cv.ci; i++) {
+    let tb = i * 9u * jp4 + o0 / 4u;
+    let p = ((n * cv.ci + i) * cv.hs + y0) * cv.ws4 + q * 2u;
+    step3x3(&a00, &a01, &a10, &a11, p, cu_k[tb], cu_k[tb + jp4], cu_k[tb + 2u * jp4],
+      cu_k[tb + 3u * jp4], cu_k[tb + 4u * jp4], cu_k[tb + 5u * jp4], cu_k[tb + 6u * jp4],
+      cu_k[tb + 7u * jp4], cu_k[tb + 8u * jp4]);
+  }
+  let x0 = q * 8u;
+  store4x4_v4(a00, n, o0, y0, x0);
+  store4x4_v4(a01, n, o0, y0, x0 + 4u);
+  store4x4_v4(a10, n, o0, y0 + 1u, x0);
+  store4x4_v4(a11, n, o0, y0 + 1u, x0 + 4u);
+}
+
+@compute @workgroup_size(WG)
+fn conv1x1_u(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(num_workgroups) nwg: vec3u,
+) {
+  let t = lane(wid, lid, nwg);
+  if (t >= cv.lanes) { return; }
+  let o0 = wid.x * 16u;
+  let q = t % cv.wq;
+  let r = t / cv.wq;
+  let y = r % cv.ho;
+  let n = r / cv.ho;
+  var a0_0 = mat4x4f(); var a0_1 = mat4x4f(); var a0_2 = mat4x4f(); var a0_3 = mat4x4f();
+  var a1_0 = mat4x4f(); var a1_1 = mat4x4f(); var a1_2 = mat4x4f(); var a1_3 = mat4x4f();
+  var a2_0 = mat4x4f(); var a2_1 = mat4x4f(); var a2_2 = mat4x4f(); var a2_3 = mat4x4f();
+  var a3_0 = mat4x4f(); var a3_1 = mat4x4f(); var a3_2 = mat4x4f(); var a3_3 = mat4x4f();
+  let plane = cv.hs * cv.ws4;
+  var p = (n * cv.ci * cv.hs + y) * cv.ws4 + q * 4u;
+  var k = o0 / 4u;
+  for (var i = 0u; i < cv.ci; i++) {
+    let x0 = cv_src[p];
+    let x1 = cv_src[p + 1u];
+    let x2 = cv_src[p + 2u];
+    let x3 = cv_src[p + 3u];
+    mac4(&a0_0, &a0_1, &a0_2, &a0_3, cu_k[k], x0, x1, x2, x3);
+    mac4(&a1_0, &a1_1, &a1_2, &a1_3, cu_k[k + 1u], x0, x1, x2, x3);
+    mac4(&a2_0, &a2_1, &a2_2, &a2_3, cu_k[k + 2u], x0, x1, x2, x3);
+    mac4(&a3_0, &a3_1, &a3_2, &a3_3, cu_k[k + 3u], x0, x1, x2, x3);
+    p += plane;
+    k += cv.jp4;
+  }
+  let x0 = q * 16u;
+  store4x4_v4(a0_0, n, o0 + 0u, y, x0 + 0u);
+  store4x4_v4(a0_1, n, o0 + 0u, y, x0 + 4u);
+  store4x4_v4(a0_2, n, o0 + 0u, y, x0 + 8u);
+  store4x4_v4(a0_3, n, o0 + 0u, y, x0 + 12u);
+  store4x4_v4(a1_0, n, o0 + 4u, y, x0 + 0u);
+  store4x4_v4(a1_1, n, o0 + 4u, y, x0 + 4u);
+  store4x4_v4(a1_2, n, o0 + 4u, y, x0 + 8u);
+  store4x4_v4(a1_3, n, o0 + 4u, y, x0 + 12u);
+  store4x4_v4(a2_0, n, o0 + 8u, y, x0 + 0u);
+  store4x4_v4(a2_1, n, o0 + 8u, y, x0 + 4u);
+  store4x4_v4(a2_2, n, o0 + 8u, y, x0 + 8u);
+  store4x4_v4(a2_3, n, o0 + 8u, y, x0 + 12u);
+  store4x4_v4(a3_0, n, o0 + 12u, y, x0 + 0u);
+  store4x4_v4(a3_1, n, o0 + 12u, y, x0 + 4u);
+  store4x4_v4(a3_2, n, o0 + 12u, y, x0 + 8u);
+  store4x4_v4(a3_3, n, o0 + 12u, y, x0 + 12u);
 }

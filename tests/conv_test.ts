@@ -90,6 +90,15 @@ const FORWARD: Case[] = [
   // Several channel blocks each way, and a wide kernel.
   { x: [2, 9, 5, 10], w: [11, 9, 3, 3], bias: true },
   { x: [2, 5, 6, 13], w: [11, 5, 3, 6], padding: 2 },
+  // Thin paths (packed kernel in a uniform buffer, vec4 stores): rows of a multiple of 4 columns,
+  // odd channels, rows and batch; forward and data gradient both take them.
+  { x: [3, 5, 7, 8], w: [7, 5, 3, 3], bias: true },
+  { x: [1, 3, 5, 4], w: [6, 3, 3, 3] },
+  { x: [3, 7, 3, 4], w: [21, 7, 1, 1], padding: 0, bias: true },
+  // A packed kernel too large for the uniform binding (64 x 9 x 32 floats) falls back.
+  { x: [1, 64, 3, 4], w: [29, 64, 3, 3], bias: true },
+  // 1x1 weight gradient: 3 x 3 blocks of 16 channels; small channel counts take the generic one.
+  { x: [2, 33, 2, 2], w: [35, 33, 1, 1], padding: 0 },
 ];
 
 for (const c of FORWARD) {
@@ -157,6 +166,9 @@ const GRAD: Case[] = [
   { x: [2, 3, 5, 6], w: [5, 3, 1, 1], bias: true },
   { x: [2, 3, 7, 6], w: [5, 3, 2, 2], padding: 0, stride: 2 },
   { x: [1, 2, 7, 5], w: [3, 2, 5, 3], padding: 2 },
+  // Thin forward and data-gradient paths (4-column rows), 1x1 and 3x3.
+  { x: [2, 3, 5, 8], w: [5, 3, 3, 3], bias: true },
+  { x: [3, 5, 3, 4], w: [6, 5, 1, 1], padding: 0 },
 ];
 
 for (const c of GRAD) {

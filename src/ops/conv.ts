@@ -9,7 +9,12 @@
 // 3x3 and 1x1 kernels at stride 1 (the hot shapes of Glow) have unrolled kernels; every other
 // size and stride runs a generic one. A 1x1 stride-1 unpadded convolution is a batched matmul:
 // each image is flattened to one row of H*W pixels, which needs no padded copy when the row
-// length suits the kernel.
+// length suits the kernel. Thin convolutions (Glow's coupling networks: packed kernel <= 64 KiB,
+// rows of a multiple of 4 columns) run the `_u` variants: the packed kernel goes through one
+// dedicated STORAGE|UNIFORM buffer read as a uniform (cheaper loads on lavapipe), outputs are
+// stored as vec4s. The weight gradient's split-K aims at WGRAD_TARGET invocations, tuned for a
+// 2-core CPU driver (more parts only add stores and reduction work there).
+import { device } from "../gpu/device.ts";
 import { dispatch } from "../gpu/encoder.ts";
 import { reduceABC } from "./reduce.ts";
 import { accumulate, fill, record } from "./tape.ts";
@@ -19,7 +24,7 @@ const FILE = "conv.wgsl";
 const MAX_GROUPS = 65535;
 const WG = 64;
 /** Aim for this many invocations in the weight gradient before splitting its sum (split-K). */
-const WGRAD_TARGET = 16384;
+const WGRAD_TARGET = 1024;
 
 export interface Conv2dOptions {
   bias?: Tensor;
@@ -140,17 +145,46 @@ function pack(
   sy: number,
   ax: number,
   sx: number,
-): Tensor {
-  const out = Tensor.empty([trans ? g.o : g.c, khp, kwp, jp], "conv2d pack");
-  const params = [out.size, jp, trans ? g.c : g.o, khp, kwp, g.c, g.kh, g.kw, trans ? 1 : 0];
+  thin: boolean,
+): GPUBuffer | Tensor {
+  const size = (trans ? g.o : g.c) * khp * kwp * jp;
+  const out = thin ? uniformKernel() : Tensor.empty([size], "conv2d pack");
+  const params = [size, jp, trans ? g.c : g.o, khp, kwp, g.c, g.kh, g.kw, trans ? 1 : 0];
   dispatch({
     file: FILE,
     entry: "pack",
-    buffers: [w.buffer, out.buffer],
+    buffers: [w.buffer, out instanceof Tensor ? out.buffer : out],
     params: [...params, i32(ay), i32(sy), i32(ax), i32(sx)],
-    threads: out.size,
+    threads: size,
   });
   return out;
+}
+
+/** Floats of a packed kernel that a uniform binding holds (the kernels declare 4096 vec4s). */
+const UNIFORM_FLOATS = 16384;
+let kernelBuffer: GPUBuffer | undefined;
+
+/**
+ * The one buffer that thin packed kernels go through: each pack writes it and the next dispatch
+ * reads it as a uniform (the encoder keeps them in order), so no copy and no pool buffer.
+ */
+function uniformKernel(): GPUBuffer {
+  kernelBuffer ??= device().createBuffer({
+    size: UNIFORM_FLOATS * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
+    label: "conv2d uniform kernel",
+  });
+  return kernelBuffer;
+}
+
+/**
+ * Whether a stride-1 correlation runs its thin variant: the kernel is 3x3 or 1x1, the packed
+ * kernel fits the uniform binding, and output rows are whole vec4s.
+ */
+function thinOk(plan: ConvPlan, ci: number, taps: number, jp: number, wo: number): boolean {
+  if (plan.entry === "conv" || wo % 4 !== 0) return false;
+  return ci * taps * jp <= UNIFORM_FLOATS &&
+    device().limits.maxUniformBufferBindingSize >= UNIFORM_FLOATS * 4;
 }
 
 /** How one correlation runs: its kernel, the padded source it reads, its invocations. */
@@ -193,7 +227,7 @@ interface ConvCall {
   /** Padded source [n, ci, plan.hs, plan.ws] and packed kernel [ci, kh, kw, jp]. */
   src: Tensor;
   ci: number;
-  kp: Tensor;
+  kp: GPUBuffer | Tensor;
   kh: number;
   kw: number;
   s: number;
@@ -218,11 +252,13 @@ function runConv(a: ConvCall): void {
   const groups = Math.ceil(plan.lanes / WG);
   const gz = Math.ceil(groups / MAX_GROUPS);
   const gy = Math.ceil(groups / gz);
+  const thin = !(a.kp instanceof Tensor);
+  const kbuf = a.kp instanceof Tensor ? a.kp.buffer : a.kp;
   dispatch({
     file: FILE,
-    entry: plan.entry,
+    entry: thin ? `${plan.entry}_u` : plan.entry,
     constants: plan.entry === "conv" ? { KH: a.kh, KW: a.kw, S: a.s } : undefined,
-    buffers: [a.src.buffer, a.kp.buffer, (a.bias ?? a.kp).buffer, a.out.buffer],
+    buffers: [a.src.buffer, kbuf, a.bias?.buffer ?? a.src.buffer, a.out.buffer],
     params: [
       a.ci,
       plan.hs,
@@ -251,7 +287,8 @@ export function conv2dForward(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): T
   const plan = convPlan(g.n, g.ho, g.wo, g.kh, g.kw, g.s);
   const src = padded(x, g.n, g.c, g.c, g.h, g.w, plan.hs, plan.ws, g.p, g.p);
   const jp = roundUp(g.o, plan.block);
-  const kp = pack(w, g, false, g.kh, g.kw, jp, 0, 1, 0, 1);
+  const thin = thinOk(plan, g.c, g.kh * g.kw, jp, g.wo);
+  const kp = pack(w, g, false, g.kh, g.kw, jp, 0, 1, 0, 1, thin);
   runConv({
     plan,
     src,
@@ -274,7 +311,7 @@ export function conv2dForward(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): T
     ox: 0,
   });
   releaseTemp(src, x);
-  kp.release();
+  if (kp instanceof Tensor) kp.release();
   return out;
 }
 
@@ -332,7 +369,8 @@ export function conv2dBackwardData(
     // Flipped and transposed: entry (o, u, v, c) = w[o, c, k0 + S*(taps-1-u), ...].
     const ay = py.k0 + s * (py.taps - 1);
     const ax = px.k0 + s * (px.taps - 1);
-    const kp = pack(w, geo, true, py.taps, px.taps, jp, ay, -s, ax, -s);
+    const thin = s === 1 && thinOk(plan, geo.o, py.taps * px.taps, jp, px.count);
+    const kp = pack(w, geo, true, py.taps, px.taps, jp, ay, -s, ax, -s, thin);
     runConv({
       plan,
       src,
@@ -354,7 +392,7 @@ export function conv2dBackwardData(
       ox: rx,
     });
     releaseTemp(src, g);
-    kp.release();
+    if (kp instanceof Tensor) kp.release();
   }
   return dx;
 }
@@ -394,13 +432,22 @@ function wgradPlan(geo: ConvGeometry): WgradPlan {
       groups: flat(lanes),
     };
   }
-  if (kh === 1 && kw === 1 && s === 1) {
+  if (kh === 1 && kw === 1 && s === 1 && c >= 16 && o >= 16) {
     // Steps of 4 columns over blocks of 16 x 16 channels (x and g padded to multiples of 16),
     // 8 x 8 blocks per workgroup.
     const wq = Math.ceil(wo / 4), cs = roundUp(c, 16), gp16 = roundUp(o, 16);
-    const groups: [number, number] = [Math.ceil(cs / 128), Math.ceil(gp16 / 128)];
     const lanes = (cs / 16) * (gp16 / 16);
-    return { entry: "wgrad1x1", cs, hs: ho, ws: 4 * wq, gp: gp16, gw: 4 * wq, wq, lanes, groups };
+    return {
+      entry: "wgrad1x1",
+      cs,
+      hs: ho,
+      ws: 4 * wq,
+      gp: gp16,
+      gw: 4 * wq,
+      wq,
+      lanes,
+      groups: flat(lanes),
+    };
   }
   // Steps of 4 columns, each chunk of tw taps reading 3s + tw values from its first tap.
   const wq = Math.ceil(wo / 4), tw = Math.min(kw, 4), chunks = Math.ceil(kw / tw);
