@@ -15,7 +15,7 @@ console.log(`adapter: ${deviceInfo().description}`);
 
 // [size, dispatches per iteration, measured iterations]
 const SIZES: [number, number, number][] = [[256, 8, 10], [512, 4, 6], [1024, 2, 4]];
-const KERNELS: MatmulKernel[] = ["blocked", "tiled"];
+const KERNELS: MatmulKernel[] = ["packed", "blocked", "tiled"];
 
 for (const [s, reps, n] of SIZES) {
   const rng = new Rng(s);
@@ -27,7 +27,7 @@ for (const [s, reps, n] of SIZES) {
     Deno.bench({
       name: `matmul ${s}³ ${kernel} (${reps} per sync)`,
       group: `matmul ${s}`,
-      baseline: kernel === "blocked",
+      baseline: kernel === "packed",
       warmup: 1,
       n,
       async fn(t) {
@@ -41,7 +41,7 @@ for (const [s, reps, n] of SIZES) {
         const ms = performance.now() - t0;
         t.end();
         clearTape();
-        setMatmulKernel("blocked");
+        setMatmulKernel("auto");
         gflops.push(flops / ms / 1e6);
         // The first call is Deno's warm-up (pipeline compile); report once all n are in.
         if (gflops.length === n + 1) {

@@ -100,7 +100,7 @@ async function checkForward(kernel: MatmulKernel) {
       }
     }
   } finally {
-    setMatmulKernel("blocked");
+    setMatmulKernel("auto");
     clearTape();
   }
 }
@@ -109,11 +109,15 @@ Deno.test("matmul: forward matches f64 reference (all transposes, batched, share
   await checkForward("blocked");
 });
 
+Deno.test("matmul: packed-panel kernel matches f64 reference", async () => {
+  await checkForward("packed");
+});
+
 Deno.test("matmul: workgroup-tiled kernel matches f64 reference", async () => {
   await checkForward("tiled");
 });
 
-Deno.test("matmul: larger than one workgroup tile (70x33x130, vec4 and scalar)", async () => {
+Deno.test("matmul: larger than one workgroup tile (70x33x130, auto: packed panels)", async () => {
   for (const [m, k, n] of [[70, 33, 130], [68, 36, 132]]) {
     for (const [ta, tb] of COMBOS) {
       const { as, bs, a, b } = inputs(m, k, n, ta, tb, 0, 0);
@@ -129,20 +133,59 @@ Deno.test("matmul: larger than one workgroup tile (70x33x130, vec4 and scalar)",
 });
 
 // Gradchecks: odd shapes (scalar kernel) and multiple-of-4 shapes (vec4 kernel, whose backward
-// passes run every transpose combination of it as well).
+// passes run every transpose combination of it as well), and the same through packed panels.
 const GRAD_CASES = CASES.filter(([label]) => label !== "vec4 edges batched (EDGES)");
-for (const [ta, tb] of COMBOS) {
-  Deno.test(`matmul ${tag(ta, tb)}: gradcheck a and b`, async () => {
-    for (const [label, m, k, n, ba, bb] of GRAD_CASES) {
-      const { as, bs, a, b } = inputs(m, k, n, ta, tb, ba, bb);
-      await gradcheck(
-        (x, y) => matmul(x, y, { transA: ta, transB: tb }),
-        [{ data: a, shape: as }, { data: b, shape: bs }],
-        { label: `${label} ${tag(ta, tb)}`, maxElements: 24 },
-      );
-    }
-  });
+for (const kernel of ["blocked", "packed"] as const) {
+  for (const [ta, tb] of COMBOS) {
+    Deno.test(`matmul ${tag(ta, tb)} ${kernel}: gradcheck a and b`, async () => {
+      setMatmulKernel(kernel);
+      try {
+        for (const [label, m, k, n, ba, bb] of GRAD_CASES) {
+          const { as, bs, a, b } = inputs(m, k, n, ta, tb, ba, bb);
+          await gradcheck(
+            (x, y) => matmul(x, y, { transA: ta, transB: tb }),
+            [{ data: a, shape: as }, { data: b, shape: bs }],
+            { label: `${kernel} ${label} ${tag(ta, tb)}`, maxElements: 24 },
+          );
+        }
+      } finally {
+        setMatmulKernel("auto");
+      }
+    });
+  }
 }
+
+// Several panels each way (32 rows of op(A), 16 columns of op(B)) with ragged last panels, batched
+// and shared operands: the shared operand's gradient sums the batch inside mm_panel (nsum).
+const PANEL_CASES: [string, number, number, number, number, number][] = [
+  ["batched 2x37x21x45", 37, 21, 45, 2, 2],
+  ["shared b 3x70x9x19", 70, 9, 19, 3, 0],
+  ["shared a 2x33x10x35", 33, 10, 35, 0, 2],
+];
+Deno.test("matmul packed: multi-panel batched and shared, forward and gradcheck", async () => {
+  setMatmulKernel("packed");
+  try {
+    for (const [label, m, k, n, ba, bb] of PANEL_CASES) {
+      for (const [ta, tb] of COMBOS) {
+        const { as, bs, a, b } = inputs(m, k, n, ta, tb, ba, bb);
+        const c = matmul(Tensor.from(a, as), Tensor.from(b, bs), { transA: ta, transB: tb });
+        assertClose(await c.read(), reference(a, as, b, bs, ta, tb), {
+          rtol: 1e-5,
+          atol: 1e-5,
+          label: `packed ${label} ${tag(ta, tb)}`,
+        });
+        clearTape();
+        await gradcheck(
+          (x, y) => matmul(x, y, { transA: ta, transB: tb }),
+          [{ data: a, shape: as }, { data: b, shape: bs }],
+          { label: `packed ${label} ${tag(ta, tb)}`, maxElements: 12 },
+        );
+      }
+    }
+  } finally {
+    setMatmulKernel("auto");
+  }
+});
 
 Deno.test("linear: forward matches f64 reference, gradcheck x, w, bias", async () => {
   const [n, inp, out] = [5, 7, 3];
