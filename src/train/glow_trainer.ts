@@ -60,8 +60,13 @@ export class GlowTrainer {
     this.noise = new Rng(cfg.seed ^ 0x5eed);
   }
 
+  /** Linear warm-up, then constant or cosine decay to 0 at the last step. */
   lrAt(step: number): number {
-    return this.cfg.lr * Math.min(1, (step + 1) / Math.max(1, this.cfg.warmup));
+    const { lr, warmup, steps, decay } = this.cfg;
+    if (step < warmup) return (lr * (step + 1)) / warmup;
+    if (decay === "none" || steps <= warmup) return lr;
+    const progress = Math.min(1, (step - warmup) / (steps - warmup));
+    return 0.5 * lr * (1 + Math.cos(Math.PI * progress));
   }
 
   /** Data-dependent actnorm init from the first `initBatch` images of a shuffled order. */
