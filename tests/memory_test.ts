@@ -1,8 +1,10 @@
 // 200 forward/backward/Adam steps of a small conv net: after the first steps the pool's live
-// bytes and its total allocation stay flat (intermediates return to the pool at each step).
+// bytes, its total allocation and the bind-group cache stay flat (intermediates return to the
+// pool at each step, and come back as the same buffers).
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { randn } from "./gradcheck.ts";
+import { encoderStats } from "../src/gpu/encoder.ts";
 import { poolStats } from "../src/gpu/pool.ts";
 import { Adam } from "../src/ops/adam.ts";
 import { conv2d } from "../src/ops/conv.ts";
@@ -17,7 +19,7 @@ Deno.test("memory: 200 training steps of a conv net do not grow the buffer pool"
   const w2 = Tensor.param(randn(4 * 8 * 9, 2, 0.2), [4, 8, 3, 3], "w2");
   const opt = new Adam([w1, b1, w2], { lr: 1e-2, clipNorm: 10 });
   const x = Tensor.constant(randn(4 * 3 * 10 * 10, 3), [4, 3, 10, 10], "x");
-  const live: number[] = [], total: number[] = [], losses: number[] = [];
+  const live: number[] = [], total: number[] = [], groups: number[] = [], losses: number[] = [];
   for (let step = 0; step < 200; step++) {
     const y = conv2d(relu(conv2d(x, w1, { bias: b1, stride: 2 })), w2, { padding: 1 });
     const loss = mean(square(y));
@@ -27,11 +29,14 @@ Deno.test("memory: 200 training steps of a conv net do not grow the buffer pool"
     loss.release();
     live.push(poolStats.liveBytes);
     total.push(poolStats.totalBytes);
+    groups.push(encoderStats().bindGroups);
   }
   assert.ok(losses[losses.length - 1] < losses[0] / 2, `loss fell: ${losses.join(", ")}`);
   for (let s = 5; s < 200; s++) {
     assert.equal(live[s], live[4], `live bytes at step ${s}: ${live[s]} vs ${live[4]}`);
     assert.equal(total[s], total[4], `pool size at step ${s}: ${total[s]} vs ${total[4]}`);
+    // Same buffers every step, so every bind group comes from the cache.
+    assert.equal(groups[s], groups[4], `bind groups at step ${s}: ${groups[s]} vs ${groups[4]}`);
   }
   for (const t of [w1, b1, w2, x, ...opt.m, ...opt.v]) t.release();
 });

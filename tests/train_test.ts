@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { loadMnist } from "../src/data/mnist.ts";
+import { encoderStats } from "../src/gpu/encoder.ts";
 import type { ImageSet } from "../src/data/batches.ts";
 import { cpuPreset, type TrainConfig } from "../src/train/config.ts";
 import { GlowTrainer } from "../src/train/glow_trainer.ts";
@@ -36,7 +37,13 @@ async function logProbOf(t: GlowTrainer): Promise<Float32Array> {
 Deno.test("train: a tiny Glow's loss falls on real MNIST", async () => {
   const t = new GlowTrainer(tiny, train);
   const bpd: number[] = [];
-  for (let i = 0; i < 40; i++) bpd.push((await t.trainStep()).bpd);
+  let groups = 0;
+  for (let i = 0; i < 40; i++) {
+    bpd.push((await t.trainStep()).bpd);
+    if (i === 2) groups = encoderStats().bindGroups;
+  }
+  // Every step reuses the same pooled buffers, so no step after the first creates bind groups.
+  assert.equal(encoderStats().bindGroups, groups, "bind groups created after the first steps");
   const first = bpd.slice(0, 5).reduce((a, b) => a + b) / 5;
   const last = bpd.slice(-5).reduce((a, b) => a + b) / 5;
   assert.ok(bpd.every(Number.isFinite), "finite losses");

@@ -14,8 +14,13 @@ let pendingError: Promise<GPUError | null> | undefined;
 let lastKernels: string[] = [];
 let stats = { dispatches: 0, submits: 0 };
 
-export function encoderStats(): { dispatches: number; submits: number } {
-  return { ...stats };
+export function encoderStats(): {
+  dispatches: number;
+  submits: number;
+  bindGroups: number;
+  uniforms: number;
+} {
+  return { ...stats, bindGroups: bindGroups.size, uniforms: uniforms.size };
 }
 
 function enc(): GPUCommandEncoder {

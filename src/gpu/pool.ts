@@ -58,7 +58,17 @@ export function releaseBuffer(buf: GPUBuffer): void {
   poolStats.liveBuffers--;
   let list = free.get(size);
   if (!list) free.set(size, list = []);
-  list.push(buf);
+  // Kept sorted by id, descending, so acquire pops the lowest id. Which buffer a tensor gets then
+  // depends only on which buffers are free, not on release order: a training step that repeats
+  // the same allocations gets the same buffers every time, and finds its bind groups cached.
+  const id = bufferId(buf);
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (bufferId(list[mid]) > id) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, buf);
 }
 
 /** A stable small integer per buffer, for cache keys. */
