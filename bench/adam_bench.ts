@@ -4,6 +4,7 @@
 import { sync } from "../src/gpu/encoder.ts";
 import { Rng } from "../src/data/rng.ts";
 import { Adam } from "../src/ops/adam.ts";
+import { clearTape } from "../src/ops/tape.ts";
 import { Tensor } from "../src/ops/tensor.ts";
 import { adapterLine, initBench, measure, rateLine } from "./util.ts";
 
@@ -21,11 +22,11 @@ function setup(parts: number): { opt: Adam; step: () => void } {
   );
   const grads = params.map((p) => Tensor.constant(rng.normalArray(p.size), p.shape, `g${p.name}`));
   const opt = new Adam(params, { lr: 1e-3, clipNorm: 1 });
-  // step() drops the gradients; hand it the same (persistent) ones again each time.
+  // step() releases the gradients; views of persistent ones leave the data in place.
   const step = () => {
-    params.forEach((p, i) => (p.grad = grads[i]));
+    params.forEach((p, i) => (p.grad = Tensor.view(grads[i], p.shape, "grad")));
     opt.step();
-    params.forEach((p) => (p.grad = undefined));
+    clearTape();
   };
   return { opt, step };
 }
