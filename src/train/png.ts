@@ -296,6 +296,12 @@ export async function lineChartPng(series: Series[], opts: ChartOptions): Promis
       }
       const cur: [number, number] = [px(x), py(y)];
       c.line(...(prev ?? cur), ...cur, rgb, clip, s);
+      // Sparse series (a few evaluations) get a marker, so a lone point is visible.
+      if (ser.values.length <= 50) {
+        for (let d = -2; d <= 2; d++) {
+          c.line(cur[0] - 2, cur[1] + d, cur[0] + 2, cur[1] + d, rgb, clip, s);
+        }
+      }
       prev = cur;
     }
   });
