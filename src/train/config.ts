@@ -45,7 +45,7 @@ export const cpuPreset: TrainConfig = {
   coupling: "affine",
   lu: true,
   nBits: 8,
-  lr: 1e-3,
+  lr: 2e-3,
   warmup: 200,
   decay: "cosine",
   clip: 50,
