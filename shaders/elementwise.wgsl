@@ -23,7 +23,11 @@ fn fill(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 fn axpy(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flat(gid, nwg);
   if (i * 4u >= pf.n) { return; }
-  axpy_y[i] = axpy_y[i] + pf.a * axpy_x[i];
+  // Lanes past n stay as they were: a view's tail is padding that a flat parameter group's
+  // optimizer sweeps, and another buffer's tail may hold anything (even NaN).
+  let live = vec4u(i * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(pf.n);
+  let y = axpy_y[i];
+  axpy_y[i] = select(y, y + pf.a * axpy_x[i], live);
 }
 
 // ---- scale: y = a * x ----

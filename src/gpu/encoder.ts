@@ -95,6 +95,13 @@ const queueDestroy: GPUBuffer[] = [];
 
 const bindGroups = new Map<string, GPUBindGroup>();
 
+/** What a storage binding takes: a whole buffer, or anything with a buffer range (a Tensor). */
+export type Bindable = GPUBuffer | { readonly binding: GPUBufferBinding };
+
+function bufferBinding(b: Bindable): GPUBufferBinding {
+  return b instanceof GPUBuffer ? { buffer: b } : b.binding;
+}
+
 export interface Dispatch {
   file: string;
   entry: string;
@@ -102,7 +109,7 @@ export interface Dispatch {
    * Storage buffers at bindings 1..n, in order (`undefined` skips a binding the entry point does
    * not use); the uniform is binding 0 when `params` is set.
    */
-  buffers: (GPUBuffer | undefined)[];
+  buffers: (Bindable | undefined)[];
   params?: Param[];
   constants?: Constants;
   /** Workgroup counts, or a total invocation count for 1-D kernels (folded into y past 65,535). */
@@ -124,14 +131,17 @@ export function dispatch(d: Dispatch): void {
   enc(); // opens the error scope that also covers pipeline and bind group creation
   const pipe = pipeline(d.file, d.entry, d.constants);
   const uni = d.params ? uniformBuffer(d.params) : undefined;
+  const ranges = d.buffers.map((b) => b && bufferBinding(b));
   let key = pipe.label;
   if (uni) key += "|u" + bufferId(uni);
-  for (const b of d.buffers) key += "|" + (b ? bufferId(b) : "-");
+  for (const r of ranges) {
+    key += r ? `|${bufferId(r.buffer)}${r.offset ? `@${r.offset}+${r.size}` : ""}` : "|-";
+  }
   let bg = bindGroups.get(key);
   if (!bg) {
     const entries: GPUBindGroupEntry[] = [];
     if (uni) entries.push({ binding: 0, resource: { buffer: uni } });
-    d.buffers.forEach((b, i) => b && entries.push({ binding: i + 1, resource: { buffer: b } }));
+    ranges.forEach((r, i) => r && entries.push({ binding: i + 1, resource: r }));
     if (bindGroups.size > 100_000) bindGroups.clear();
     bg = device().createBindGroup({ layout: pipe.getBindGroupLayout(0), entries, label: key });
     bindGroups.set(key, bg);
@@ -252,7 +262,7 @@ export async function readBuffer(src: GPUBuffer, bytes: number, offset = 0): Pro
 
 /** Read several buffers with one submit and one map (checkpoints read hundreds of tensors). */
 export async function readBuffers(
-  list: { buffer: GPUBuffer; bytes: number }[],
+  list: { buffer: GPUBuffer; bytes: number; offset?: number }[],
 ): Promise<ArrayBuffer[]> {
   const offsets: number[] = [];
   let total = 0;
@@ -265,8 +275,10 @@ export async function readBuffers(
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
   const e = endPass();
-  list.forEach(({ buffer, bytes }, i) => {
-    if (bytes > 0) e.copyBufferToBuffer(buffer, 0, staging, offsets[i], Math.ceil(bytes / 4) * 4);
+  list.forEach(({ buffer, bytes, offset = 0 }, i) => {
+    if (bytes > 0) {
+      e.copyBufferToBuffer(buffer, offset, staging, offsets[i], Math.ceil(bytes / 4) * 4);
+    }
   });
   flush();
   try {

@@ -36,7 +36,7 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
   dispatch({
     file: FILE,
     entry: "forward" + sfx,
-    buffers: [x.buffer, a.buffer, b.buffer, y.buffer],
+    buffers: [x, a, b, y],
     params,
     threads,
   });
@@ -46,7 +46,7 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
       dispatch({
         file: FILE,
         entry: "backward_x" + sfx,
-        buffers: [g.buffer, a.buffer, undefined, dx.buffer],
+        buffers: [g, a, undefined, dx],
         params,
         threads,
       });
@@ -57,7 +57,7 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
       dispatch({
         file: FILE,
         entry: "partial_grad" + sfx,
-        buffers: [x.buffer, g.buffer, part.buffer],
+        buffers: [x, g, part],
         params,
         threads: c * p,
       });
@@ -66,7 +66,7 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
       dispatch({
         file: FILE,
         entry: "finish_grad",
-        buffers: [part.buffer, a.buffer, da.buffer, db.buffer],
+        buffers: [part, a, da, db],
         params,
         threads: c,
       });
@@ -84,7 +84,7 @@ export function actnormInverse(y: Tensor, a: Tensor, b: Tensor): Tensor {
   dispatch({
     file: FILE,
     entry: "inverse",
-    buffers: [y.buffer, a.buffer, b.buffer, x.buffer],
+    buffers: [y, a, b, x],
     params: [n, c, s, 1],
     threads: y.size,
   });
@@ -110,14 +110,14 @@ export function actnormInit(x: Tensor, a: Tensor, b: Tensor): void {
   dispatch({
     file: FILE,
     entry: "partial_stats",
-    buffers: [x.buffer, undefined, part.buffer],
+    buffers: [x, undefined, part],
     params,
     threads: c * p,
   });
   dispatch({
     file: FILE,
     entry: "finish_init",
-    buffers: [part.buffer, a.buffer, b.buffer],
+    buffers: [part, a, b],
     params,
     threads: c,
   });

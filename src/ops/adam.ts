@@ -80,7 +80,7 @@ export class Adam {
       dispatch({
         file: FILE,
         entry: "sumsq",
-        buffers: [p.grad.buffer, this.#partials.buffer],
+        buffers: [p.grad, this.#partials],
         params: [p.size, parts, offset],
         threads: parts,
       });
@@ -88,7 +88,7 @@ export class Adam {
     dispatch({
       file: FILE,
       entry: "clip_finish",
-      buffers: [this.#partials.buffer, this.hyper.buffer],
+      buffers: [this.#partials, this.hyper],
       params: [count],
       groups: [1],
     });
@@ -97,7 +97,7 @@ export class Adam {
       dispatch({
         file: FILE,
         entry: "adam",
-        buffers: [this.hyper.buffer, p.grad.buffer, p.buffer, this.m[i].buffer, this.v[i].buffer],
+        buffers: [this.hyper, p.grad, p, this.m[i], this.v[i]],
         params: [p.size, f32(this.beta1), f32(this.beta2), f32(this.eps), f32(this.weightDecay)],
         threads: p.size,
       });

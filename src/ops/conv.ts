@@ -119,7 +119,7 @@ function padded(
   dispatch({
     file: FILE,
     entry: "pad",
-    buffers: [src.buffer, out.buffer],
+    buffers: [src, out],
     params: [total4, cs, cd, h, w, hs, ws, i32(oy), i32(ox)],
     threads: total4,
   });
@@ -153,7 +153,7 @@ function pack(
   dispatch({
     file: FILE,
     entry: "pack",
-    buffers: [w.buffer, out instanceof Tensor ? out.buffer : out],
+    buffers: [w, out instanceof Tensor ? out : out],
     params: [...params, i32(ay), i32(sy), i32(ax), i32(sx)],
     threads: size,
   });
@@ -253,12 +253,12 @@ function runConv(a: ConvCall): void {
   const gz = Math.ceil(groups / MAX_GROUPS);
   const gy = Math.ceil(groups / gz);
   const thin = !(a.kp instanceof Tensor);
-  const kbuf = a.kp instanceof Tensor ? a.kp.buffer : a.kp;
+  const kbuf = a.kp;
   dispatch({
     file: FILE,
     entry: thin ? `${plan.entry}_u` : plan.entry,
     constants: plan.entry === "conv" ? { KH: a.kh, KW: a.kw, S: a.s } : undefined,
-    buffers: [a.src.buffer, kbuf, a.bias?.buffer ?? a.src.buffer, a.out.buffer],
+    buffers: [a.src, kbuf, a.bias ?? a.src, a.out],
     params: [
       a.ci,
       plan.hs,
@@ -487,7 +487,7 @@ export function conv2dBackwardWeight(
     file: FILE,
     entry: plan.entry,
     constants: plan.entry === "wgrad" ? { KH: geo.kh, KW: geo.kw, S: geo.s } : undefined,
-    buffers: [src.buffer, gsrc.buffer, part.buffer],
+    buffers: [src, gsrc, part],
     params: [...params, rows, rpc, plan.lanes, geo.o],
     groups: [gx, parts, gz],
   });

@@ -29,18 +29,18 @@ export function affineCoupling(xb: Tensor, h: Tensor): { yb: Tensor; logs: Tenso
   dispatch({
     file: FILE,
     entry: "forward",
-    buffers: [xb.buffer, h.buffer, yb.buffer, logs.buffer],
+    buffers: [xb, h, yb, logs],
     params,
     threads,
   });
   const grad = (entry: string) => (g: Tensor) => {
     const dx = Tensor.empty(xb.shape, "coupling.dx");
     const dh = Tensor.empty(h.shape, "coupling.dh");
-    const x = entry === "backward_y" ? xb.buffer : undefined;
+    const x = entry === "backward_y" ? xb : undefined;
     dispatch({
       file: FILE,
       entry,
-      buffers: [x, h.buffer, g.buffer, entry === "backward_y" ? dx.buffer : undefined, dh.buffer],
+      buffers: [x, h, g, entry === "backward_y" ? dx : undefined, dh],
       params,
       threads,
     });
@@ -61,7 +61,7 @@ export function affineCouplingInverse(yb: Tensor, h: Tensor): { xb: Tensor; negl
   dispatch({
     file: FILE,
     entry: "inverse",
-    buffers: [yb.buffer, h.buffer, xb.buffer, neglogs.buffer],
+    buffers: [yb, h, xb, neglogs],
     params,
     threads: yb.size,
   });

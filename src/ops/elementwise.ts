@@ -29,7 +29,7 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
     file: FILE,
     entry: "unary",
     constants: { OP },
-    buffers: [x.buffer, y.buffer],
+    buffers: [x, y],
     params,
     threads,
   });
@@ -39,7 +39,7 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
       file: FILE,
       entry: "unary_bwd",
       constants: { OP },
-      buffers: [x.buffer, y.buffer, g.buffer, dx.buffer],
+      buffers: [x, y, g, dx],
       params,
       threads,
     });
@@ -63,7 +63,7 @@ export function scale(x: Tensor, c: number): Tensor {
   dispatch({
     file: FILE,
     entry: "scale",
-    buffers: [x.buffer, y.buffer],
+    buffers: [x, y],
     params: [x.size, f32(c)],
     threads: Math.ceil(x.size / 4),
   });
@@ -104,7 +104,7 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
     file: FILE,
     entry: vec4 ? "binary4" : "binary",
     constants: { OP },
-    buffers: [a.buffer, b.buffer, out.buffer],
+    buffers: [a, b, out],
     params,
     threads: vec4 ? n / 4 : n,
   });
@@ -118,7 +118,7 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
           file: FILE,
           entry,
           constants: { OP },
-          buffers: [entry === "binary_db" ? a.buffer : undefined, b.buffer, g.buffer, d.buffer],
+          buffers: [entry === "binary_db" ? a : undefined, b, g, d],
           params,
           threads: n,
         });

@@ -27,7 +27,7 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
   dispatch({
     file: FILE,
     entry: "inverse_logdet",
-    buffers: [w.buffer, scratch.buffer, inv.buffer, logabsdet.buffer],
+    buffers: [w, scratch, inv, logabsdet],
     params: [b, c],
     groups: [b],
   });
@@ -37,7 +37,7 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
     dispatch({
       file: FILE,
       entry: "logdet_backward",
-      buffers: [inv.buffer, g.buffer, dw.buffer],
+      buffers: [inv, g, dw],
       params: [b, c],
       threads: w.size,
     });

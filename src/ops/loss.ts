@@ -37,7 +37,7 @@ export function gaussianLogProb(z: Tensor, mean?: Tensor, logStd?: Tensor): Tens
   const threads = Math.ceil(z.size / 4);
   const terms = Tensor.empty(z.shape, "gaussianLogProb terms");
   if (!mean && !logStd) {
-    dispatch({ file: FILE, entry: "logp_std", buffers: [z.buffer, terms.buffer], params, threads });
+    dispatch({ file: FILE, entry: "logp_std", buffers: [z, terms], params, threads });
     const out = reduceABC(terms, 1, n, d, 1, [n], "gaussianLogProb");
     terms.release();
     return record(out, [z], (g) => {
@@ -45,7 +45,7 @@ export function gaussianLogProb(z: Tensor, mean?: Tensor, logStd?: Tensor): Tens
       dispatch({
         file: FILE,
         entry: "logp_std_bwd",
-        buffers: [z.buffer, g.buffer, dz.buffer],
+        buffers: [z, g, dz],
         params,
         threads,
       });
@@ -57,7 +57,7 @@ export function gaussianLogProb(z: Tensor, mean?: Tensor, logStd?: Tensor): Tens
   dispatch({
     file: FILE,
     entry: "logp",
-    buffers: [z.buffer, mu.buffer, ls.buffer, terms.buffer],
+    buffers: [z, mu, ls, terms],
     params,
     threads,
   });
@@ -71,7 +71,7 @@ export function gaussianLogProb(z: Tensor, mean?: Tensor, logStd?: Tensor): Tens
     dispatch({
       file: FILE,
       entry: "logp_bwd",
-      buffers: [z.buffer, mu.buffer, ls.buffer, g.buffer, ...grads.map((t) => t.buffer)],
+      buffers: [z, mu, ls, g, ...grads.map((t) => t)],
       params,
       threads,
     });
@@ -97,7 +97,7 @@ export function logSoftmax(x: Tensor): Tensor {
   dispatch({
     file: FILE,
     entry: "log_softmax",
-    buffers: [x.buffer, y.buffer],
+    buffers: [x, y],
     params,
     threads: rows,
   });
@@ -106,7 +106,7 @@ export function logSoftmax(x: Tensor): Tensor {
     dispatch({
       file: FILE,
       entry: "log_softmax_bwd",
-      buffers: [y.buffer, g.buffer, dx.buffer],
+      buffers: [y, g, dx],
       params,
       threads: rows,
     });
@@ -139,7 +139,7 @@ export function nll(logp: Tensor, labels: Uint32Array | number[]): Tensor {
   dispatch({
     file: FILE,
     entry: "nll_pick",
-    buffers: [logp.buffer, ids.buffer, picked.buffer],
+    buffers: [logp, ids, picked],
     params,
     threads: rows,
   });
@@ -150,7 +150,7 @@ export function nll(logp: Tensor, labels: Uint32Array | number[]): Tensor {
     dispatch({
       file: FILE,
       entry: "nll_bwd",
-      buffers: [ids.buffer, g.buffer, dlogp.buffer],
+      buffers: [ids, g, dlogp],
       params,
       threads: rows * k,
     });

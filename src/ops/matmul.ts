@@ -57,7 +57,7 @@ function gemm(
   if (z > MAX_GROUPS) throw new Error(`flowgpu: matmul: batch ${nb} exceeds ${MAX_GROUPS}`);
   const params = [m, n, k, x.batched ? m * k : 0, y.batched ? k * n : 0, m * n, sum ? nb : 1];
   const constants = { TA: x.trans ? 1 : 0, TB: y.trans ? 1 : 0 };
-  const buffers = [x.t.buffer, y.t.buffer, out.buffer];
+  const buffers = [x.t, y.t, out];
   const invocations = Math.ceil(m / 32) * Math.ceil(n / 16) * z;
   const packed = kernel === "packed" ||
     (kernel === "auto" &&
@@ -88,7 +88,7 @@ function packPanels(x: Operand, j: number, k: number, w: number, kmajor: boolean
   dispatch({
     file: FILE,
     entry: "mm_pack",
-    buffers: [x.t.buffer, out.buffer],
+    buffers: [x.t, out],
     params: [total4, j, k, x.batched ? j * k : 0, jb, w / 4],
     constants: { KMAJOR: kmajor ? 1 : 0 },
     threads: total4,
@@ -118,7 +118,7 @@ function gemmPacked(
   dispatch({
     file: FILE,
     entry: "mm_panel",
-    buffers: [pa.t.buffer, pb.t.buffer, blocks.buffer],
+    buffers: [pa.t, pb.t, blocks],
     params: [k, sa, sb, sum ? nb : 1, pa.panels, pb.panels],
     groups: [Math.ceil(pb.panels / 8), Math.ceil(pa.panels / 4), z],
   });
@@ -128,7 +128,7 @@ function gemmPacked(
   dispatch({
     file: FILE,
     entry: "mm_unpack",
-    buffers: [blocks.buffer, out.buffer],
+    buffers: [blocks, out],
     params: [z * m * n4, m, n, n4, pa.panels, pb.panels],
     threads: z * m * n4,
   });

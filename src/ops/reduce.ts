@@ -32,12 +32,12 @@ export function reduceABC(
   dispatch({
     file: FILE,
     entry: rows4 ? "partial_rows4" : v === 4 ? "partial4" : "partial",
-    buffers: [x.buffer, part.buffer],
+    buffers: [x, part],
     params: rows4 ? [a, b / 4, 1, p, f32(scale)] : [a, b, c / v, p, f32(scale)],
     threads: rows4 ? (b / 4) * p : b * p,
   });
   const params = [a, b, c, p, f32(scale)];
-  dispatch({ file: FILE, entry: "finish", buffers: [part.buffer, out.buffer], params, threads: b });
+  dispatch({ file: FILE, entry: "finish", buffers: [part, out], params, threads: b });
 
   part.release();
   return record(out, [x], (g) => accumulate(x, expand(g, a, b, c, scale, x.shape)));
@@ -49,7 +49,7 @@ export function expand(g: Tensor, a: number, b: number, c: number, scale: number
   dispatch({
     file: FILE,
     entry: "expand",
-    buffers: [g.buffer, dx.buffer],
+    buffers: [g, dx],
     params: [a, b, c, 1, f32(scale)],
     threads: a * b * c,
   });

@@ -83,7 +83,7 @@ function copyChannels(src: Tensor, s: Channels, dst: Tensor, d: Omit<Channels, "
   dispatch({
     file: FILE,
     entry: v === 4 ? "copy4" : "copy",
-    buffers: [src.buffer, dst.buffer],
+    buffers: [src, dst],
     params: [total / v, c, ...words.map((w) => w / v)],
     threads: total / v,
   });

@@ -38,7 +38,7 @@ function permute(entry: string, src: Tensor, dst: Tensor, full: readonly number[
   dispatch({
     file: FILE,
     entry,
-    buffers: [src.buffer, dst.buffer],
+    buffers: [src, dst],
     params: [...full],
     threads: dst.size,
   });

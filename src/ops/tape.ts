@@ -67,7 +67,7 @@ export function axpy(y: Tensor, x: Tensor, a: number): void {
   dispatch({
     file: "elementwise.wgsl",
     entry: "axpy",
-    buffers: [x.buffer, y.buffer],
+    buffers: [x, y],
     params: [y.size, f32(a)],
     threads: Math.ceil(y.size / 4),
   });
@@ -77,7 +77,7 @@ export function fill(t: Tensor, value: number): Tensor {
   dispatch({
     file: "elementwise.wgsl",
     entry: "fill",
-    buffers: [t.buffer],
+    buffers: [t],
     params: [t.size, f32(value)],
     threads: Math.ceil(t.size / 4),
   });

@@ -11,6 +11,8 @@ export function numel(shape: Shape): number {
   return n;
 }
 
+const ceil16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+
 export function fmtShape(shape: Shape): string {
   return `[${shape.join(", ")}]`;
 }
@@ -43,6 +45,8 @@ export class Tensor {
   readonly base?: Tensor;
   /** Long-lived tensors (parameters, optimizer state) are never released by the tape. */
   readonly persistent: boolean;
+  /** First element in the base's buffer (views only; a multiple of 64, see `binding`). */
+  readonly offset: number;
   #buffer: GPUBuffer | undefined;
 
   private constructor(
@@ -51,6 +55,7 @@ export class Tensor {
     name: string,
     persistent: boolean,
     base?: Tensor,
+    offset = 0,
   ) {
     checkShape(shape);
     this.shape = [...shape];
@@ -59,6 +64,12 @@ export class Tensor {
     this.name = name;
     this.persistent = persistent;
     this.base = base;
+    this.offset = offset;
+    if (base && (offset + this.size) * 4 > base.buffer.size) {
+      throw new Error(
+        `flowgpu: view '${name}' ${fmtShape(shape)} at element ${offset} overruns its buffer`,
+      );
+    }
     this.#buffer = base ? base.buffer : acquireBuffer(Math.max(4, this.size * 4));
   }
 
@@ -97,9 +108,31 @@ export class Tensor {
     return new Tensor(shape, false, name, true);
   }
 
-  /** A tensor sharing this one's buffer under another shape (owned by the tape). */
-  static view(base: Tensor, shape: Shape, name: string): Tensor {
-    return own(new Tensor(shape, false, name, false, base.base ?? base));
+  /**
+   * A tensor sharing `base`'s buffer under another shape, starting `offset` elements into it
+   * (owned by the tape unless `persistent`). Offsets must be multiples of 64 elements: WebGPU
+   * binds a buffer range only at 256-byte boundaries.
+   */
+  static view(base: Tensor, shape: Shape, name: string, offset = 0, persistent = false): Tensor {
+    const start = base.offset + offset;
+    if (start % 64 !== 0) {
+      throw new Error(
+        `flowgpu: view '${name}' starts at element ${start}; views start at multiples of 64`,
+      );
+    }
+    const t = new Tensor(shape, false, name, persistent, base.base ?? base, start);
+    return persistent ? t : own(t);
+  }
+
+  /**
+   * The buffer range a kernel binds: the whole buffer for a tensor that starts it, else the
+   * view's elements rounded up to whole vec4s (kernels load 16 bytes at a time).
+   */
+  get binding(): GPUBufferBinding {
+    const buffer = this.buffer;
+    if (this.offset === 0) return { buffer };
+    const start = this.offset * 4;
+    return { buffer, offset: start, size: Math.min(buffer.size - start, ceil16(this.size * 4)) };
   }
 
   get buffer(): GPUBuffer {
@@ -125,17 +158,20 @@ export class Tensor {
           `(${this.size} elements)`,
       );
     }
-    upload(this.buffer, data instanceof Float32Array ? data : Float32Array.from(data));
+    const f = data instanceof Float32Array ? data : Float32Array.from(data);
+    upload(this.buffer, f, this.offset * 4);
     return this;
   }
 
   async read(): Promise<Float32Array> {
-    return new Float32Array(await readBuffer(this.buffer, this.size * 4));
+    return new Float32Array(await readBuffer(this.buffer, this.size * 4, this.offset * 4));
   }
 
   /** Values of many tensors with one GPU round trip. */
   static async readAll(ts: Tensor[]): Promise<Float32Array[]> {
-    const raw = await readBuffers(ts.map((t) => ({ buffer: t.buffer, bytes: t.size * 4 })));
+    const raw = await readBuffers(
+      ts.map((t) => ({ buffer: t.buffer, bytes: t.size * 4, offset: t.offset * 4 })),
+    );
     return raw.map((b) => new Float32Array(b));
   }
 
