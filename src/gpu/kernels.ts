@@ -3,7 +3,10 @@
 // constants). `compileAll` validates every file at start-up and throws with the shader file and
 // line; pipelines are then built synchronously on first use, and a bad entry point or constant
 // surfaces at the next flush through the encoder's error scope, named by the pipeline label.
+// Kernel handles (kernel.ts) are declared here and checked against the WGSL text once the
+// shaders load, so a TS/WGSL binding mismatch fails at start-up, not at a dispatch.
 import { device } from "./device.ts";
+import { kernelMismatches, parseWgsl, type SlotDecl, type WgslInfo } from "./kernel_check.ts";
 
 const shaderDir = new URL("../../shaders/", import.meta.url);
 const prelude = Deno.readTextFileSync(new URL("common.wgsl", shaderDir));
@@ -30,13 +33,31 @@ export function loadModule(file: string): Promise<GPUShaderModule> {
   return m;
 }
 
-async function compile(file: string): Promise<GPUShaderModule> {
-  let src: string;
+/** WGSL given in code rather than in shaders/ (tests); it takes the place of a file `file`. */
+export function registerShader(file: string, wgsl: string): void {
+  sources.set(file, wgsl);
+  parsed.delete(file);
+  modules.delete(file);
+  checked.delete(file);
+}
+const sources = new Map<string, string>();
+
+function readShader(file: string): string | undefined {
   try {
-    src = Deno.readTextFileSync(new URL(file, shaderDir));
+    return Deno.readTextFileSync(new URL(file, shaderDir));
   } catch {
-    throw new Error(`flowgpu: shader file shaders/${file} not found`);
+    return undefined;
   }
+}
+
+function source(file: string): string {
+  const s = sources.get(file) ?? readShader(file);
+  if (s === undefined) throw new Error(`flowgpu: shader file shaders/${file} not found`);
+  return s;
+}
+
+async function compile(file: string): Promise<GPUShaderModule> {
+  const src = source(file);
   try {
     return await compileWgsl(src, file);
   } catch (e) {
@@ -87,13 +108,10 @@ export function pipeline(
 const checked = new Map<string, GPUShaderModule>();
 
 function unchecked(file: string): GPUShaderModule {
-  let src: string;
-  try {
-    src = Deno.readTextFileSync(new URL(file, shaderDir));
-  } catch {
-    throw new Error(`flowgpu: shader file shaders/${file} not found`);
-  }
-  const module = device().createShaderModule({ code: prelude + "\n" + src, label: file });
+  const module = device().createShaderModule({
+    code: prelude + "\n" + source(file),
+    label: file,
+  });
   checked.set(file, module);
   return module;
 }
@@ -106,4 +124,48 @@ export async function compileAll(): Promise<void> {
       checked.set(e.name, m);
     }
   }
+  loaded = true;
+  const errors = declared.flatMap((k) => mismatches(k));
+  if (errors.length) throw new Error(errors.join("\n"));
+}
+
+/** A kernel handle as the checks see it: an entry point and its named bindings. */
+export interface KernelDecl {
+  file: string;
+  entry: string;
+  slots: SlotDecl[];
+  checked?: boolean;
+}
+
+const declared: KernelDecl[] = [];
+const parsed = new Map<string, WgslInfo>();
+let loaded = false;
+
+/**
+ * Register a handle; once shaders have loaded (or for a handle declared after that) it is
+ * checked against its WGSL, and a mismatch throws naming the kernel and the binding.
+ */
+export function declareKernel(k: KernelDecl): void {
+  if (loaded) verifyKernel(k);
+  declared.push(k);
+}
+
+/** Check a handle now (the first dispatch does, for handles whose shaders never loaded). */
+export function verifyKernel(k: KernelDecl): void {
+  const errors = mismatches(k);
+  if (errors.length) throw new Error(errors.join("\n"));
+}
+
+function mismatches(k: KernelDecl): string[] {
+  if (k.checked) return [];
+  let info = parsed.get(k.file);
+  if (!info) {
+    const src = sources.get(k.file) ?? readShader(k.file);
+    if (src === undefined) return [`flowgpu: kernel ${k.file}:${k.entry}: no shaders/${k.file}`];
+    info = parseWgsl(prelude + "\n" + src);
+    parsed.set(k.file, info);
+  }
+  const found = kernelMismatches(info, k.entry, k.slots);
+  k.checked = found.length === 0;
+  return found.map((e) => `flowgpu: kernel ${k.file}:${k.entry}: ${e}`);
 }
