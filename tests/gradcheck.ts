@@ -45,7 +45,7 @@ import { mul } from "../src/ops/elementwise.ts";
 import { sum } from "../src/ops/reduce.ts";
 import { backward, clearTape, noGrad } from "../src/ops/tape.ts";
 import { type Shape, Tensor } from "../src/ops/tensor.ts";
-import { Rng } from "../src/data/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 export const EPS32 = 2 ** -23;
 
