@@ -1,12 +1,83 @@
 // ActNorm (Glow §3.1): a per-channel affine y = exp(a) x + b with log-scale a, data-dependent
 // initialisation, and log-det S * sum(a) per sample (S = pixels per channel).
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { scale } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, Tensor } from "./tensor.ts";
 
 const FILE = "actnorm.wgsl";
+const U = "@0 uniform an";
+// Scalar and vec4 variants (the latter when each channel's plane is a multiple of 4).
+const FORWARD = {
+  1: kernel(FILE, "forward", {
+    params: U,
+    x: "@1 read f_x",
+    a: "@2 read f_a",
+    b: "@3 read f_b",
+    y: "@4 read_write f_y",
+  }),
+  4: kernel(FILE, "forward4", {
+    params: U,
+    x: "@1 read v_x",
+    a: "@2 read f_a",
+    b: "@3 read f_b",
+    y: "@4 read_write v_y",
+  }),
+};
+const BACKWARD_X = {
+  1: kernel(FILE, "backward_x", {
+    params: U,
+    g: "@1 read f_x",
+    a: "@2 read f_a",
+    dx: "@4 read_write f_y",
+  }),
+  4: kernel(FILE, "backward_x4", {
+    params: U,
+    g: "@1 read v_x",
+    a: "@2 read f_a",
+    dx: "@4 read_write v_y",
+  }),
+};
+const PARTIAL_GRAD = {
+  1: kernel(FILE, "partial_grad", {
+    params: U,
+    x: "@1 read p_x",
+    g: "@2 read p_g",
+    part: "@3 read_write p_part",
+  }),
+  4: kernel(FILE, "partial_grad4", {
+    params: U,
+    x: "@1 read v_x",
+    g: "@2 read v_g",
+    part: "@3 read_write p_part",
+  }),
+};
+const FINISH_GRAD = kernel(FILE, "finish_grad", {
+  params: U,
+  part: "@1 read q_part",
+  a: "@2 read q_a",
+  da: "@3 read_write q_da",
+  db: "@4 read_write q_db",
+});
+const INVERSE = kernel(FILE, "inverse", {
+  params: U,
+  y: "@1 read f_x",
+  a: "@2 read f_a",
+  b: "@3 read f_b",
+  x: "@4 read_write f_y",
+});
+const PARTIAL_STATS = kernel(FILE, "partial_stats", {
+  params: U,
+  x: "@1 read p_x",
+  part: "@3 read_write p_part",
+});
+const FINISH_INIT = kernel(FILE, "finish_init", {
+  params: U,
+  part: "@1 read q_part",
+  a: "@2 read_write i_a",
+  b: "@3 read_write i_b",
+});
 
 function dims(x: Tensor, a: Tensor, b: Tensor, op: string): [number, number, number] {
   const [n, c] = x.shape;
@@ -29,47 +100,22 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
   const y = Tensor.empty(x.shape, "actnorm");
   // vec4 loads when each channel's plane is a multiple of 4 (S = H W; 1 on 2-D inputs).
   const v = s % 4 === 0 ? 4 : 1;
-  const sfx = v === 4 ? "4" : "";
   const p = partials(n, c, s / v);
   const params = [n, c, s / v, p];
   const threads = x.size / v;
-  dispatch({
-    file: FILE,
-    entry: "forward" + sfx,
-    buffers: [x, a, b, y],
-    params,
-    threads,
-  });
+  FORWARD[v].run({ x, a, b, y }, { params, threads });
   return record(y, [x, a, b], (g) => {
     if (x.requiresGrad) {
       const dx = Tensor.empty(x.shape, "actnorm'");
-      dispatch({
-        file: FILE,
-        entry: "backward_x" + sfx,
-        buffers: [g, a, undefined, dx],
-        params,
-        threads,
-      });
+      BACKWARD_X[v].run({ g, a, dx }, { params, threads });
       accumulate(x, dx);
     }
     if (a.requiresGrad || b.requiresGrad) {
       const part = Tensor.empty([c * p * 2], "actnorm.partials");
-      dispatch({
-        file: FILE,
-        entry: "partial_grad" + sfx,
-        buffers: [x, g, part],
-        params,
-        threads: c * p,
-      });
+      PARTIAL_GRAD[v].run({ x, g, part }, { params, threads: c * p });
       const da = Tensor.empty(a.shape, "actnorm.da");
       const db = Tensor.empty(b.shape, "actnorm.db");
-      dispatch({
-        file: FILE,
-        entry: "finish_grad",
-        buffers: [part, a, da, db],
-        params,
-        threads: c,
-      });
+      FINISH_GRAD.run({ part, a, da, db }, { params, threads: c });
       part.release();
       accumulate(a, da);
       accumulate(b, db);
@@ -81,13 +127,7 @@ export function actnorm(x: Tensor, a: Tensor, b: Tensor): Tensor {
 export function actnormInverse(y: Tensor, a: Tensor, b: Tensor): Tensor {
   const [n, c, s] = dims(y, a, b, "actnormInverse");
   const x = Tensor.empty(y.shape, "actnormInverse");
-  dispatch({
-    file: FILE,
-    entry: "inverse",
-    buffers: [y, a, b, x],
-    params: [n, c, s, 1],
-    threads: y.size,
-  });
+  INVERSE.run({ y, a, b, x }, { params: [n, c, s, 1], threads: y.size });
   return x;
 }
 
@@ -107,19 +147,7 @@ export function actnormInit(x: Tensor, a: Tensor, b: Tensor): void {
   const p = partials(n, c, s);
   const params = [n, c, s, p];
   const part = Tensor.empty([c * p * 2], "actnorm.partials");
-  dispatch({
-    file: FILE,
-    entry: "partial_stats",
-    buffers: [x, undefined, part],
-    params,
-    threads: c * p,
-  });
-  dispatch({
-    file: FILE,
-    entry: "finish_init",
-    buffers: [part, a, b],
-    params,
-    threads: c,
-  });
+  PARTIAL_STATS.run({ x, part }, { params, threads: c * p });
+  FINISH_INIT.run({ part, a, b }, { params, threads: c });
   part.release();
 }

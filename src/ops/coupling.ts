@@ -1,11 +1,40 @@
 // Affine coupling (Glow): y_b = (x_b + t) * sigmoid(r + 2) with (t, r) the even and odd channels
 // of h = NN(x_a). Returns y_b and log s per element; the flow sums log s per sample for its
 // log-det. The NN and the x_a pass-through live in the model; this is the fused elementwise part.
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, Tensor } from "./tensor.ts";
 
 const FILE = "coupling.wgsl";
+const FORWARD = kernel(FILE, "forward", {
+  params: "@0 uniform cp",
+  x: "@1 read f_x",
+  h: "@2 read f_h",
+  y: "@3 read_write f_y",
+  logs: "@4 read_write f_ls",
+});
+const INVERSE = kernel(FILE, "inverse", {
+  params: "@0 uniform cp",
+  y: "@1 read f_x",
+  h: "@2 read f_h",
+  x: "@3 read_write f_y",
+  neglogs: "@4 read_write f_ls",
+});
+const BACKWARD_Y = kernel(FILE, "backward_y", {
+  params: "@0 uniform cp",
+  x: "@1 read f_x",
+  h: "@2 read f_h",
+  g: "@3 read b_g",
+  dx: "@4 read_write b_dx",
+  dh: "@5 read_write b_dh",
+});
+// log s depends on h alone.
+const BACKWARD_LOGS = kernel(FILE, "backward_logs", {
+  params: "@0 uniform cp",
+  h: "@2 read f_h",
+  g: "@3 read b_g",
+  dh: "@5 read_write b_dh",
+});
 
 function dims(xb: Tensor, h: Tensor, op: string): number[] {
   const [n, c] = xb.shape;
@@ -26,30 +55,19 @@ export function affineCoupling(xb: Tensor, h: Tensor): { yb: Tensor; logs: Tenso
   const yb = Tensor.empty(xb.shape, "coupling.y");
   const logs = Tensor.empty(xb.shape, "coupling.logs");
   const threads = xb.size;
-  dispatch({
-    file: FILE,
-    entry: "forward",
-    buffers: [xb, h, yb, logs],
-    params,
-    threads,
-  });
-  const grad = (entry: string) => (g: Tensor) => {
+  FORWARD.run({ x: xb, h, y: yb, logs }, { params, threads });
+  record(yb, [xb, h], (g) => {
     const dx = Tensor.empty(xb.shape, "coupling.dx");
     const dh = Tensor.empty(h.shape, "coupling.dh");
-    const x = entry === "backward_y" ? xb : undefined;
-    dispatch({
-      file: FILE,
-      entry,
-      buffers: [x, h, g, entry === "backward_y" ? dx : undefined, dh],
-      params,
-      threads,
-    });
-    if (entry === "backward_y") accumulate(xb, dx);
-    else dx.release();
+    BACKWARD_Y.run({ x: xb, h, g, dx, dh }, { params, threads });
+    accumulate(xb, dx);
     accumulate(h, dh);
-  };
-  record(yb, [xb, h], grad("backward_y"));
-  record(logs, [h], grad("backward_logs"));
+  });
+  record(logs, [h], (g) => {
+    const dh = Tensor.empty(h.shape, "coupling.dh");
+    BACKWARD_LOGS.run({ h, g, dh }, { params, threads });
+    accumulate(h, dh);
+  });
   return { yb, logs };
 }
 
@@ -58,12 +76,6 @@ export function affineCouplingInverse(yb: Tensor, h: Tensor): { xb: Tensor; negl
   const params = dims(yb, h, "affineCouplingInverse");
   const xb = Tensor.empty(yb.shape, "coupling.x");
   const neglogs = Tensor.empty(yb.shape, "coupling.neglogs");
-  dispatch({
-    file: FILE,
-    entry: "inverse",
-    buffers: [yb, h, xb, neglogs],
-    params,
-    threads: yb.size,
-  });
+  INVERSE.run({ y: yb, h, x: xb, neglogs }, { params, threads: yb.size });
   return { xb, neglogs };
 }

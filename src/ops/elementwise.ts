@@ -1,11 +1,55 @@
 // Elementwise ops. Binary ops broadcast a scalar ([1]) or per-channel ([C], or [1, C, 1, ...])
 // operand over a full tensor [N, C, ...]; the broadcast operand's gradient is reduced back.
-import { dispatch, f32 } from "../gpu/encoder.ts";
+import { f32 } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { reduceABC } from "./reduce.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, type Shape, Tensor } from "./tensor.ts";
 
 const FILE = "elementwise.wgsl";
+const UNARY_FWD = kernel(FILE, "unary", {
+  params: "@0 uniform pf",
+  x: "@1 read un_x",
+  y: "@2 read_write un_y",
+});
+const UNARY_BWD = kernel(FILE, "unary_bwd", {
+  params: "@0 uniform pf",
+  x: "@1 read ub_x",
+  y: "@2 read ub_y",
+  g: "@3 read ub_g",
+  dx: "@4 read_write ub_dx",
+});
+const SCALE = kernel(FILE, "scale", {
+  params: "@0 uniform pf",
+  x: "@1 read un_x",
+  y: "@2 read_write un_y",
+});
+const BINARY_FWD = kernel(FILE, "binary", {
+  params: "@0 uniform pb",
+  a: "@1 read bin_a",
+  b: "@2 read bin_b",
+  out: "@3 read_write bin_out",
+});
+const BINARY4 = kernel(FILE, "binary4", {
+  params: "@0 uniform pb",
+  a: "@1 read bin4_a",
+  b: "@2 read bin4_b",
+  out: "@3 read_write bin4_out",
+});
+// d(out)/da needs only b; d(out)/db needs both.
+const BINARY_DA = kernel(FILE, "binary_da", {
+  params: "@0 uniform pb",
+  b: "@2 read bin_b",
+  g: "@3 read bg_g",
+  out: "@4 read_write bg_out",
+});
+const BINARY_DB = kernel(FILE, "binary_db", {
+  params: "@0 uniform pb",
+  a: "@1 read bin_a",
+  b: "@2 read bin_b",
+  g: "@3 read bg_g",
+  out: "@4 read_write bg_out",
+});
 
 const UNARY = {
   neg: 0,
@@ -25,24 +69,10 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   const OP = UNARY[op];
   const params = [x.size, 0];
   const threads = Math.ceil(x.size / 4);
-  dispatch({
-    file: FILE,
-    entry: "unary",
-    constants: { OP },
-    buffers: [x, y],
-    params,
-    threads,
-  });
+  UNARY_FWD.run({ x, y }, { constants: { OP }, params, threads });
   return record(y, [x], (g) => {
     const dx = Tensor.empty(x.shape, `${op}'`);
-    dispatch({
-      file: FILE,
-      entry: "unary_bwd",
-      constants: { OP },
-      buffers: [x, y, g, dx],
-      params,
-      threads,
-    });
+    UNARY_BWD.run({ x, y, g, dx }, { constants: { OP }, params, threads });
     accumulate(x, dx);
   });
 }
@@ -60,13 +90,7 @@ export const sqrt = (x: Tensor) => unary("sqrt", x);
 /** y = c * x for a constant c. */
 export function scale(x: Tensor, c: number): Tensor {
   const y = Tensor.empty(x.shape, "scale");
-  dispatch({
-    file: FILE,
-    entry: "scale",
-    buffers: [x, y],
-    params: [x.size, f32(c)],
-    threads: Math.ceil(x.size / 4),
-  });
+  SCALE.run({ x, y }, { params: [x.size, f32(c)], threads: Math.ceil(x.size / 4) });
   return record(y, [x], (g) => accumulate(x, scale(g, c)));
 }
 
@@ -100,35 +124,27 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const OP = BINARY[op];
   const params = [n, ma, mb, c, inner];
   const vec4 = n % 4 === 0 && (ma !== 2 || inner % 4 === 0) && (mb !== 2 || inner % 4 === 0);
-  dispatch({
-    file: FILE,
-    entry: vec4 ? "binary4" : "binary",
+  (vec4 ? BINARY4 : BINARY_FWD).run({ a, b, out }, {
     constants: { OP },
-    buffers: [a, b, out],
     params,
     threads: vec4 ? n / 4 : n,
   });
   return record(out, [a, b], (g) => {
-    const grad = (entry: "binary_da" | "binary_db", t: Tensor, m: number) => {
+    const grad = (da: boolean, t: Tensor, m: number) => {
       if (!t.requiresGrad) return;
       let d = g;
-      if (!(op === "add" || (op === "sub" && entry === "binary_da"))) {
+      if (!(op === "add" || (op === "sub" && da))) {
         d = Tensor.empty(full, `${op}'`);
-        dispatch({
-          file: FILE,
-          entry,
-          constants: { OP },
-          buffers: [entry === "binary_db" ? a : undefined, b, g, d],
-          params,
-          threads: n,
-        });
+        const launch = { constants: { OP }, params, threads: n };
+        if (da) BINARY_DA.run({ b, g, out: d }, launch);
+        else BINARY_DB.run({ a, b, g, out: d }, launch);
       }
       if (m === 1) d = reduceABC(d, 1, 1, n, 1, t.shape, "sum");
       if (m === 2) d = reduceABC(d, full[0], c, inner, 1, t.shape, "sumPerChannel");
       accumulate(t, d);
     };
-    grad("binary_da", a, ma);
-    grad("binary_db", b, mb);
+    grad(true, a, ma);
+    grad(false, b, mb);
   });
 }
 

@@ -1,11 +1,24 @@
 // Inverse and log|det| of small square matrices ([C, C] or [B, C, C]) on the GPU, for the
 // invertible 1x1 convolution: its plain form needs log|det W| and its gradient W^-T, and
 // sampling needs W^-1 without a trip to the CPU.
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, Tensor } from "./tensor.ts";
 
 const FILE = "linalg.wgsl";
+const INVERSE_LOGDET = kernel(FILE, "inverse_logdet", {
+  params: "@0 uniform la",
+  w: "@1 read w_in",
+  scratch: "@2 read_write scratch",
+  inv: "@3 read_write w_inv",
+  logabsdet: "@4 read_write logabsdet",
+});
+const LOGDET_BACKWARD = kernel(FILE, "logdet_backward", {
+  params: "@0 uniform la",
+  inv: "@1 read g_inv",
+  g: "@2 read g_ld",
+  dw: "@3 read_write g_dw",
+});
 
 function dims(w: Tensor, op: string): [number, number] {
   const s = w.shape;
@@ -24,23 +37,11 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
   const inv = Tensor.empty(w.shape, "inverse");
   const logabsdet = Tensor.empty([b], "logabsdet");
   const scratch = Tensor.empty(w.shape, "scratch");
-  dispatch({
-    file: FILE,
-    entry: "inverse_logdet",
-    buffers: [w, scratch, inv, logabsdet],
-    params: [b, c],
-    groups: [b],
-  });
+  INVERSE_LOGDET.run({ w, scratch, inv, logabsdet }, { params: [b, c], groups: [b] });
   scratch.release();
   record(logabsdet, [w], (g) => {
     const dw = Tensor.empty(w.shape, "logdet'");
-    dispatch({
-      file: FILE,
-      entry: "logdet_backward",
-      buffers: [inv, g, dw],
-      params: [b, c],
-      threads: w.size,
-    });
+    LOGDET_BACKWARD.run({ inv, g, dw }, { params: [b, c], threads: w.size });
     accumulate(w, dw);
   });
   return { inv, logabsdet };

@@ -3,12 +3,46 @@
 // dA = dC·op(B)ᵀ and dB = op(A)ᵀ·dC are the same kernel with other flags, never a copied
 // transpose. A 2-D operand beside a batched one is shared across the batch; its gradient sums
 // over the batch inside the kernel (the batch joins the K reduction).
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { add } from "./elementwise.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, type Shape, Tensor } from "./tensor.ts";
 
 const FILE = "matmul.wgsl";
+const MM_VEC4 = kernel(FILE, "mm_vec4", {
+  params: "@0 uniform p",
+  a: "@1 read a4",
+  b: "@2 read b4",
+  c: "@3 read_write c1",
+});
+const MM_SCALAR = kernel(FILE, "mm_scalar", {
+  params: "@0 uniform p",
+  a: "@1 read a1",
+  b: "@2 read b1",
+  c: "@3 read_write c1",
+});
+const MM_TILED = kernel(FILE, "mm_tiled", {
+  params: "@0 uniform p",
+  a: "@1 read a1",
+  b: "@2 read b1",
+  c: "@3 read_write c1",
+});
+const MM_PACK = kernel(FILE, "mm_pack", {
+  params: "@0 uniform pk",
+  src: "@1 read pack_src",
+  dst: "@2 read_write pack_dst",
+});
+const MM_PANEL = kernel(FILE, "mm_panel", {
+  params: "@0 uniform pp",
+  a: "@1 read pa",
+  b: "@2 read pb",
+  blocks: "@3 read_write pt",
+});
+const MM_UNPACK = kernel(FILE, "mm_unpack", {
+  params: "@0 uniform up",
+  blocks: "@1 read up_src",
+  c: "@2 read_write up_dst",
+});
 const MAX_GROUPS = 65535;
 
 /**
@@ -16,7 +50,7 @@ const MAX_GROUPS = 65535;
  * fastest on lavapipe), or one of them always: "packed", "blocked", "tiled" (workgroup tiling).
  */
 export type MatmulKernel = "auto" | "packed" | "blocked" | "tiled";
-let kernel: MatmulKernel = "auto";
+let choice: MatmulKernel = "auto";
 
 // "auto" packs panels unless that leaves fewer than this many invocations for a long K loop
 // (an invocation of mm_panel covers 32x16 outputs, 4x mm_vec4's): from 64x64 outputs up, and
@@ -27,7 +61,7 @@ const PACK_ANY_K = 128;
 
 /** Select the matmul kernel (for benchmarks and for adapters where workgroup tiling wins). */
 export function setMatmulKernel(k: MatmulKernel): void {
-  kernel = k;
+  choice = k;
 }
 
 /** A stored operand: its tensor, whether it is read transposed, and whether it is batched. */
@@ -57,23 +91,22 @@ function gemm(
   if (z > MAX_GROUPS) throw new Error(`flowgpu: matmul: batch ${nb} exceeds ${MAX_GROUPS}`);
   const params = [m, n, k, x.batched ? m * k : 0, y.batched ? k * n : 0, m * n, sum ? nb : 1];
   const constants = { TA: x.trans ? 1 : 0, TB: y.trans ? 1 : 0 };
-  const buffers = [x.t, y.t, out];
+  const buffers = { a: x.t, b: y.t, c: out };
   const invocations = Math.ceil(m / 32) * Math.ceil(n / 16) * z;
-  const packed = kernel === "packed" ||
-    (kernel === "auto" &&
+  const packed = choice === "packed" ||
+    (choice === "auto" &&
       (invocations >= PACK_MIN_INVOCATIONS || k * (sum ? nb : 1) < PACK_ANY_K));
   if (packed) return gemmPacked(x, y, m, n, k, nb, sum, out);
-  if (kernel === "tiled") {
+  if (choice === "tiled") {
     const groups: [number, number, number] = [Math.ceil(n / 64), Math.ceil(m / 64), z];
-    dispatch({ file: FILE, entry: "mm_tiled", buffers, params, constants, groups });
+    MM_TILED.run(buffers, { params, constants, groups });
     return out;
   }
   // vec4 loads need every row of a stored operand to start on a 16-byte boundary.
   const vec4 = (x.trans ? m : k) % 4 === 0 && (y.trans ? k : n) % 4 === 0;
   // Each invocation computes 8x8 outputs; a workgroup is 16x4 invocations (shader defaults).
   const groups: [number, number, number] = [Math.ceil(n / 128), Math.ceil(m / 32), z];
-  const entry = vec4 ? "mm_vec4" : "mm_scalar";
-  dispatch({ file: FILE, entry, buffers, params, constants, groups });
+  (vec4 ? MM_VEC4 : MM_SCALAR).run(buffers, { params, constants, groups });
   return out;
 }
 
@@ -85,10 +118,7 @@ function packPanels(x: Operand, j: number, k: number, w: number, kmajor: boolean
   const jb = Math.ceil(j / w);
   const out = Tensor.empty([nz * jb * k * w], "matmul.pack");
   const total4 = nz * jb * k * (w / 4);
-  dispatch({
-    file: FILE,
-    entry: "mm_pack",
-    buffers: [x.t, out],
+  MM_PACK.run({ src: x.t, dst: out }, {
     params: [total4, j, k, x.batched ? j * k : 0, jb, w / 4],
     constants: { KMAJOR: kmajor ? 1 : 0 },
     threads: total4,
@@ -115,20 +145,14 @@ function gemmPacked(
   const sb = y.batched ? pb.panels * k : 0;
   const z = sum ? 1 : nb;
   const blocks = Tensor.empty([z * pa.panels * pb.panels * 512], "matmul.blocks");
-  dispatch({
-    file: FILE,
-    entry: "mm_panel",
-    buffers: [pa.t, pb.t, blocks],
+  MM_PANEL.run({ a: pa.t, b: pb.t, blocks }, {
     params: [k, sa, sb, sum ? nb : 1, pa.panels, pb.panels],
     groups: [Math.ceil(pb.panels / 8), Math.ceil(pa.panels / 4), z],
   });
   pa.t.release();
   pb.t.release();
   const n4 = Math.ceil(n / 4);
-  dispatch({
-    file: FILE,
-    entry: "mm_unpack",
-    buffers: [blocks, out],
+  MM_UNPACK.run({ blocks, c: out }, {
     params: [z * m * n4, m, n, n4, pa.panels, pb.panels],
     threads: z * m * n4,
   });

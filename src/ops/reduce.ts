@@ -1,11 +1,37 @@
 // Reductions: sum/mean over everything, over the batch, per sample, per channel. All are one
 // kernel pair over a [A, B, C] view reduced over A and C; the backward broadcasts back.
-import { dispatch, f32 } from "../gpu/encoder.ts";
+import { f32 } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { record } from "./tape.ts";
 import { accumulate } from "./tape.ts";
 import { fmtShape, type Shape, Tensor } from "./tensor.ts";
 
 const FILE = "reduce.wgsl";
+const PARTIAL = kernel(FILE, "partial", {
+  params: "@0 uniform r",
+  x: "@1 read s1_x",
+  part: "@2 read_write s1_part",
+});
+const PARTIAL4 = kernel(FILE, "partial4", {
+  params: "@0 uniform r",
+  x: "@1 read s4_x",
+  part: "@2 read_write s1_part",
+});
+const PARTIAL_ROWS4 = kernel(FILE, "partial_rows4", {
+  params: "@0 uniform r",
+  x: "@1 read s4_x",
+  part: "@2 read_write s1_part",
+});
+const FINISH = kernel(FILE, "finish", {
+  params: "@0 uniform r",
+  part: "@1 read s2_part",
+  out: "@2 read_write s2_out",
+});
+const EXPAND = kernel(FILE, "expand", {
+  params: "@0 uniform r",
+  g: "@1 read ex_g",
+  dx: "@2 read_write ex_dx",
+});
 
 /** Sum of x viewed as [a, b, c] over a and c, times `scale`, as a tensor of `outShape`. */
 export function reduceABC(
@@ -29,15 +55,11 @@ export function reduceABC(
   // Enough threads to fill a GPU, at least 16 loads each, at most 1024 partials per output.
   const p = Math.max(1, Math.min(1024, Math.ceil(16384 / b), Math.ceil(n / 16)));
   const part = Tensor.empty([b * p], "partials");
-  dispatch({
-    file: FILE,
-    entry: rows4 ? "partial_rows4" : v === 4 ? "partial4" : "partial",
-    buffers: [x, part],
+  (rows4 ? PARTIAL_ROWS4 : v === 4 ? PARTIAL4 : PARTIAL).run({ x, part }, {
     params: rows4 ? [a, b / 4, 1, p, f32(scale)] : [a, b, c / v, p, f32(scale)],
     threads: rows4 ? (b / 4) * p : b * p,
   });
-  const params = [a, b, c, p, f32(scale)];
-  dispatch({ file: FILE, entry: "finish", buffers: [part, out], params, threads: b });
+  FINISH.run({ part, out }, { params: [a, b, c, p, f32(scale)], threads: b });
 
   part.release();
   return record(out, [x], (g) => accumulate(x, expand(g, a, b, c, scale, x.shape)));
@@ -46,13 +68,7 @@ export function reduceABC(
 /** dx[a, b, c] = scale * g[b], shaped `shape`. */
 export function expand(g: Tensor, a: number, b: number, c: number, scale: number, shape: Shape) {
   const dx = Tensor.empty(shape, "expand");
-  dispatch({
-    file: FILE,
-    entry: "expand",
-    buffers: [g, dx],
-    params: [a, b, c, 1, f32(scale)],
-    threads: a * b * c,
-  });
+  EXPAND.run({ g, dx }, { params: [a, b, c, 1, f32(scale)], threads: a * b * c });
   return record(dx, [g], (gg) => accumulate(g, reduceABC(gg, a, b, c, scale, g.shape)));
 }
 

@@ -2,11 +2,21 @@
 // dim 1. Every movement is one strided "channel copy" kernel, and every backward is the
 // transposed movement, so the gradient of a split is a concat and the gradient of a concat is
 // a split. Concat binds one input per dispatch, so any number of inputs works.
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { accumulate, fill, record } from "./tape.ts";
 import { fmtShape, numel, type Shape, Tensor } from "./tensor.ts";
 
 const FILE = "shape.wgsl";
+const COPY = kernel(FILE, "copy", {
+  params: "@0 uniform p",
+  src: "@1 read c1_src",
+  dst: "@2 read_write c1_dst",
+});
+const COPY4 = kernel(FILE, "copy4", {
+  params: "@0 uniform p",
+  src: "@1 read c4_src",
+  dst: "@2 read_write c4_dst",
+});
 
 /** A view of x under another shape (one dimension may be -1); shares x's buffer. */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -80,10 +90,7 @@ function copyChannels(src: Tensor, s: Channels, dst: Tensor, d: Omit<Channels, "
   const total = n * c * run;
   if (total === 0) return;
   const v = words.every((w) => w % 4 === 0) ? 4 : 1;
-  dispatch({
-    file: FILE,
-    entry: v === 4 ? "copy4" : "copy",
-    buffers: [src, dst],
+  (v === 4 ? COPY4 : COPY).run({ src, dst }, {
     params: [total / v, c, ...words.map((w) => w / v)],
     threads: total / v,
   });

@@ -1,10 +1,17 @@
 // Glow's squeeze (space-to-depth by 2) and its inverse. A pure permutation: logdet 0, and each
 // direction's backward is the other direction.
-import { dispatch } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, Tensor } from "./tensor.ts";
 
 const FILE = "squeeze.wgsl";
+const SLOTS = {
+  params: "@0 uniform sq",
+  src: "@1 read sq_in",
+  dst: "@2 read_write sq_out",
+} as const;
+const SQUEEZE = kernel(FILE, "squeeze", SLOTS);
+const UNSQUEEZE = kernel(FILE, "unsqueeze", SLOTS);
 
 /** [N, C, H, W] -> [N, 4C, H/2, W/2]. */
 export function squeeze(x: Tensor): Tensor {
@@ -19,7 +26,7 @@ export function squeeze(x: Tensor): Tensor {
     );
   }
   const y = Tensor.empty([n, 4 * c, h / 2, w / 2], "squeeze");
-  permute("squeeze", x, y, [n, c, h, w]);
+  SQUEEZE.run({ src: x, dst: y }, { params: [n, c, h, w], threads: y.size });
   return record(y, [x], (g) => accumulate(x, unsqueeze(g)));
 }
 
@@ -30,16 +37,6 @@ export function unsqueeze(y: Tensor): Tensor {
   }
   const [n, c4, h, w] = y.shape;
   const x = Tensor.empty([n, c4 / 4, 2 * h, 2 * w], "unsqueeze");
-  permute("unsqueeze", y, x, x.shape);
+  UNSQUEEZE.run({ src: y, dst: x }, { params: [...x.shape], threads: x.size });
   return record(x, [y], (g) => accumulate(y, squeeze(g)));
-}
-
-function permute(entry: string, src: Tensor, dst: Tensor, full: readonly number[]) {
-  dispatch({
-    file: FILE,
-    entry,
-    buffers: [src, dst],
-    params: [...full],
-    threads: dst.size,
-  });
 }
