@@ -68,6 +68,18 @@ const name = (c: Case) =>
     c.bias ? " +bias" : ""
   }`;
 
+// Stride 2 with outputs wider than one column block: the generic forward kernel computes 8 output
+// columns per invocation (reading from column 8*q*S), the generic weight gradient steps 4 columns
+// (4*q*S), and the data gradient's phases run stride-1 kernels of 8 (2x2, 2x1 taps) or 16 (1x1
+// taps) columns. Outputs 18-19 columns wide cross two or three blocks of each.
+const WIDE_STRIDE2: Case[] = [
+  { x: [2, 3, 5, 35], w: [5, 3, 3, 3], stride: 2, padding: 1, bias: true }, // y [2, 5, 3, 18]
+  { x: [2, 3, 4, 35], w: [5, 3, 1, 1], stride: 2, padding: 0 }, // y [2, 5, 2, 18]
+  // Odd sizes everywhere: y [1, 5, 4, 19] and [3, 7, 2, 18].
+  { x: [1, 3, 7, 37], w: [5, 3, 3, 3], stride: 2, padding: 1 },
+  { x: [3, 5, 3, 33], w: [7, 5, 1, 1], stride: 2, padding: 1, bias: true },
+];
+
 // Sizes not multiples of 4 (the kernels' vec4 columns and channel blocks).
 const FORWARD: Case[] = [
   { x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true },
@@ -99,6 +111,7 @@ const FORWARD: Case[] = [
   { x: [1, 64, 3, 4], w: [29, 64, 3, 3], bias: true },
   // 1x1 weight gradient: 3 x 3 blocks of 16 channels; small channel counts take the generic one.
   { x: [2, 33, 2, 2], w: [35, 33, 1, 1], padding: 0 },
+  ...WIDE_STRIDE2,
 ];
 
 for (const c of FORWARD) {
@@ -169,6 +182,7 @@ const GRAD: Case[] = [
   // Thin forward and data-gradient paths (4-column rows), 1x1 and 3x3.
   { x: [2, 3, 5, 8], w: [5, 3, 3, 3], bias: true },
   { x: [3, 5, 3, 4], w: [6, 5, 1, 1], padding: 0 },
+  ...WIDE_STRIDE2,
 ];
 
 for (const c of GRAD) {

@@ -139,7 +139,7 @@ export async function gradcheck(
   const rtol = opts.rtol ?? 2e-3;
   const k = opts.k ?? 4;
   const rng = new Rng(opts.seed ?? 7);
-  const label = opts.label ?? f.name ?? "op";
+  const label = opts.label ?? (f.name || "op");
 
   const made = inputs.map((inp, i) => {
     const t = Tensor.param(inp.data, inp.shape, `input${i}`);
