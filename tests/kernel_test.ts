@@ -141,6 +141,7 @@ Deno.test("kernel: run wants params exactly when the handle declares them", () =
   const CLEAR = kernel(FILE, "clear", { t: "@3 read_write t_unused" });
   const t = Tensor.from([1], [1]);
   assert.throws(
+    // @ts-expect-error: and a type error too
     () => CLEAR.run({ t }, { params: [1], groups: [1] }),
     /kernel test_axpy\.wgsl:clear: declares no uniform for params/,
   );

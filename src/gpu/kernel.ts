@@ -10,7 +10,7 @@
 //
 // A misspelled or missing binding is a type error; a name, number or access mode the WGSL does
 // not have throws when the shaders load (see declareKernel in kernels.ts).
-import { type Bindable, type Dispatch, dispatch } from "./encoder.ts";
+import { type Bindable, type Dispatch, dispatch, type Param } from "./encoder.ts";
 import { declareKernel, type KernelDecl, verifyKernel } from "./kernels.ts";
 import type { Access, SlotDecl } from "./kernel_check.ts";
 
@@ -20,13 +20,15 @@ export type Slot = `@${number} ${Access} ${string}`;
 /** Buffers by binding name; `params` is not one (it is built from the launch's params). */
 export type Bindings<S> = { readonly [K in Exclude<keyof S, "params">]: Bindable };
 
-/** Everything of a dispatch but the kernel and its buffers. */
-export type Launch = Omit<Dispatch, "file" | "entry" | "buffers">;
+/** Everything of a dispatch but the kernel and its buffers; params exactly when declared. */
+export type Launch<S> =
+  & Omit<Dispatch, "file" | "entry" | "buffers" | "params">
+  & ("params" extends keyof S ? { params: Param[] } : { params?: never });
 
 export interface Kernel<S> {
   readonly file: string;
   readonly entry: string;
-  run(bindings: Bindings<S>, launch: Launch): void;
+  run(bindings: Bindings<S>, launch: Launch<S>): void;
 }
 
 export function kernel<const S extends Record<string, Slot>>(
