@@ -188,32 +188,31 @@ export async function gradcheck(
       });
       clearTape();
     };
-    let base: Float32Array | undefined;
-    if (opts.kinks) {
-      const buf = acquireBuffer(rowBytes);
-      forward(buf, 0);
-      base = new Float32Array(await readBuffer(buf, rowBytes));
-      releaseBuffer(buf);
-    }
+    // With kinks, the first batch starts with f(x) itself (row 0).
+    const lead = opts.kinks ? 1 : 0;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / (2 * rowBytes)));
     const rows: Float32Array[] = [];
-    for (let j0 = 0; j0 < jobs.length; j0 += perBatch) {
+    for (let j0 = 0; j0 < Math.max(jobs.length, lead); j0 += perBatch) {
       const batch = jobs.slice(j0, j0 + perBatch);
-      const buf = acquireBuffer(2 * batch.length * rowBytes);
+      const first = j0 === 0 ? lead : 0;
+      const count = first + 2 * batch.length;
+      const buf = acquireBuffer(count * rowBytes);
+      if (first) forward(buf, 0);
       batch.forEach(({ input, index, hi, lo }, j) => {
         const pert = baseData[input].slice();
         pert[index] = hi;
         xs[input].write(pert);
-        forward(buf, 2 * j);
+        forward(buf, first + 2 * j);
         pert[index] = lo;
         xs[input].write(pert);
-        forward(buf, 2 * j + 1);
+        forward(buf, first + 2 * j + 1);
         xs[input].write(baseData[input]);
       });
-      const all = new Float32Array(await readBuffer(buf, 2 * batch.length * rowBytes));
+      const all = new Float32Array(await readBuffer(buf, count * rowBytes));
       releaseBuffer(buf);
-      for (let r = 0; r < 2 * batch.length; r++) rows.push(all.subarray(r * ny, (r + 1) * ny));
+      for (let r = 0; r < count; r++) rows.push(all.subarray(r * ny, (r + 1) * ny));
     }
+    const base = lead ? rows[0] : undefined;
 
     let maxErr = 0, kinks = 0, skipped = 0;
     const elements: Checked[] = [];
@@ -221,7 +220,7 @@ export async function gradcheck(
     const tolOf = (d: { slope: number; mag: number }, ref: number) =>
       k * EPS32 * d.mag + rtol * Math.max(Math.abs(ref), Math.abs(d.slope));
     jobs.forEach(({ input, index, hi, lo }, j) => {
-      const plus = rows[2 * j], minus = rows[2 * j + 1];
+      const plus = rows[lead + 2 * j], minus = rows[lead + 2 * j + 1];
       const c = diff(wData, plus, minus, hi - lo);
       const an = grads[input]![index];
       const num = c.slope;
