@@ -32,7 +32,8 @@
 // Kinks (`kinks: true`, ReLU nets): f(x) is evaluated too and the one-sided differences
 // fwd = (f(x+) - f(x)) / (x+ - x), bwd = (f(x) - f(x-)) / (x - x-) formed the same way. An element
 // that fails the central test is accepted only when fwd and bwd disagree beyond their own
-// tolerances (evidence of a kink inside [x-, x+]) and the analytic value matches one of them; if
+// tolerances (evidence of a kink inside [x-, x+]; their truncation error h f''/2 is within rtol
+// for |f''/f'| <= 4 at the kink-mode h = 1e-3) and the analytic value matches one of them; if
 // they agree, the analytic value is wrong and the element fails. One whose one-sided differences
 // disagree and match neither (kinks on both sides) is skipped, at most 10% of the elements.
 //
