@@ -1,22 +1,119 @@
-// flowgpu's public API: compose models from these.
+/**
+ * flowgpu: normalizing flows and disentanglement models on any GPU through WebGPU. Every op is
+ * a hand-written WGSL compute shader (see `shaders/`) with its backward beside it.
+ *
+ * ```ts
+ * import { backward, conv2d, initGpu, mean, ParamStore, square, Tensor } from "./mod.ts";
+ * await initGpu();
+ * const store = new ParamStore(1);
+ * const w = store.scope("net").param("w", [8, 3, 3, 3], (n, rng) => rng.normalArray(n, 0.1));
+ * const x = Tensor.from(new Float32Array(2 * 3 * 16 * 16).fill(1), [2, 3, 16, 16]);
+ * const loss = mean(square(conv2d(x, w, { padding: 1 })));
+ * backward(loss);
+ * console.log(await loss.item(), (await w.grad!.read())[0]);
+ * ```
+ *
+ * @module
+ */
+
+// GPU runtime
 export { device, deviceInfo, flush, initGpu, poolStats, sync } from "./src/gpu/mod.ts";
-export { Tensor } from "./src/ops/tensor.ts";
-export type { Shape } from "./src/ops/tensor.ts";
-export { accumulate, backward, clearTape, noGrad, record } from "./src/ops/tape.ts";
-export * from "./src/ops/elementwise.ts";
-export * from "./src/ops/reduce.ts";
+export { kernel } from "./src/gpu/kernel.ts";
+
+// Tensors and autodiff
+export { type Shape, Tensor } from "./src/ops/tensor.ts";
+export {
+  accumulate,
+  backward,
+  type BackwardOptions,
+  clearTape,
+  detach,
+  noGrad,
+  record,
+} from "./src/ops/tape.ts";
+
+// Ops
+export {
+  add,
+  div,
+  exp,
+  log,
+  mul,
+  neg,
+  relu,
+  scale,
+  sigmoid,
+  softplus,
+  sqrt,
+  square,
+  sub,
+  tanh,
+} from "./src/ops/elementwise.ts";
+export {
+  mean,
+  meanBatch,
+  meanPerChannel,
+  sum,
+  sumBatch,
+  sumPerChannel,
+  sumPerSample,
+} from "./src/ops/reduce.ts";
 export { linear, matmul } from "./src/ops/matmul.ts";
-export { conv2d } from "./src/ops/conv.ts";
-export * from "./src/ops/shape.ts";
-export * from "./src/ops/loss.ts";
+export { conv2d, type Conv2dOptions } from "./src/ops/conv.ts";
+export {
+  concatChannels,
+  evenOddChannels,
+  reshape,
+  sliceChannels,
+  splitChannels,
+} from "./src/ops/shape.ts";
+export { crossEntropy, gaussianLogProb, logSoftmax, nll } from "./src/ops/loss.ts";
 export { actnorm, actnormInit, actnormInverse, actnormLogdet } from "./src/ops/actnorm.ts";
 export { affineCoupling, affineCouplingInverse } from "./src/ops/coupling.ts";
 export { squeeze, unsqueeze } from "./src/ops/squeeze.ts";
 export { inverseLogdet } from "./src/ops/linalg.ts";
 export { Adam, type AdamOptions } from "./src/ops/adam.ts";
-export * from "./src/models/flow.ts";
+
+// Layers and parameters
+export {
+  constant,
+  type Flag,
+  Group,
+  type Init,
+  normal,
+  ParamStore,
+  Scope,
+  uniform,
+  zeros,
+} from "./src/nn/store.ts";
+export { ActNorm, Conv2d, fanIn, Linear, ZeroConv } from "./src/nn/layers.ts";
+export { Rng } from "./src/util/rng.ts";
+
+// Models
+export {
+  ActNorm as ActNormFlow,
+  addLogdet,
+  Coupling,
+  CouplingNet,
+  type FlowLayer,
+  FlowStep,
+  InvConv1x1,
+  SplitPrior,
+} from "./src/models/flow.ts";
 export { defaultGlowConfig, Glow, type GlowConfig } from "./src/models/glow.ts";
-export { Params } from "./src/models/params.ts";
-export { Rng } from "./src/data/rng.ts";
+export { Autoencoder, type AutoencoderConfig } from "./src/models/ae.ts";
+
+// Training
 export { loadMnist } from "./src/data/mnist.ts";
-export { GlowTrainer, runTraining } from "./src/train/glow_trainer.ts";
+export type {
+  Config,
+  Evaluation,
+  Model,
+  OptimizerSpec,
+  Task,
+  Terms,
+  Update,
+} from "./src/train/task.ts";
+export { defineTask } from "./src/train/task.ts";
+export { Session, train } from "./src/train/trainer.ts";
+export { tasks } from "./src/train/registry.ts";

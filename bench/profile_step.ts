@@ -3,9 +3,8 @@
 import { parseArgs } from "node:util";
 import { enableProfiling, initGpu, profileReport, resetProfile } from "../src/gpu/mod.ts";
 import { sync } from "../src/gpu/encoder.ts";
-import { GlowTrainer } from "../src/train/glow_trainer.ts";
-import { cpuPreset } from "../src/train/config.ts";
-import { loadMnist } from "../src/data/mnist.ts";
+import { parseTrain } from "../src/train/cli.ts";
+import { Session } from "../src/train/trainer.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -25,25 +24,24 @@ if (values.help) {
   Deno.exit(0);
 }
 await initGpu();
-const m = await loadMnist("train", { limit: 2000 });
-const cfg = {
-  ...cpuPreset,
-  width: Number(values.width),
-  depth: Number(values.depth),
-  levels: Number(values.levels),
-  batch: Number(values.batch),
+const { task, cfg } = parseTrain([
+  ...["--width", values.width!, "--depth", values.depth!, "--levels", values.levels!],
+  ...["--batch", values.batch!, "--train-limit", "2000"],
+]);
+const t = new Session(task, cfg, await task.build(cfg, "train"));
+t.model.init?.();
+const step = async () => {
+  t.trainStep();
+  await sync();
 };
-const t = new GlowTrainer(cfg, { ...m, channels: 1 });
-t.initialize();
-await sync();
-await t.trainStep();
+await step();
 let t0 = performance.now();
-await t.trainStep();
+await step();
 const ms = performance.now() - t0;
 console.log(`step: ${ms.toFixed(0)} ms, ${(cfg.batch / ms * 1000).toFixed(1)} images/s`);
 enableProfiling();
 resetProfile();
 t0 = performance.now();
-await t.trainStep();
+await step();
 console.log(`profiled step (passes serialised): ${(performance.now() - t0).toFixed(0)} ms`);
 console.log(await profileReport(Number(values.top)));

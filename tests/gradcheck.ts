@@ -23,7 +23,10 @@
 //
 // (K, option `k`, default 4, covers c; the analytic gradient's own f32 error, relative to the
 // same terms without the 1/h, is far below it). Unlike a bound on L, this does not grow with the
-// size of the output: an element that moves 30 of 10 000 outputs is judged on those 30. The
+// size of the output: an element that moves 30 of 10 000 outputs is judged on those 30. A change
+// too small to move any output is not zero, though: it hides below half an ulp of the outputs it
+// lands in, so one ulp of the largest weighted output, eps32 * max_i |w_i f_i| / h, is added
+// (it matters only where few outputs carry large values, e.g. a scalar loss). The
 // central difference's truncation error is h^2 f'''/6, relative to the gradient O(h^2) for smooth
 // ops on O(1) scales; it is covered by a relative term, so an element passes when
 //
@@ -115,17 +118,22 @@ export function sampleIndices(n: number, m = n): number[] {
   return [...out];
 }
 
-/** sum_i w_i (a_i - b_i) / step in f64 over the outputs that differ, and its rounding scale. */
+/**
+ * sum_i w_i (a_i - b_i) / step in f64 over the outputs that differ, its rounding scale, and the
+ * largest change that could hide in one output below f32's resolution (one ulp of the largest).
+ */
 function diff(w: Float32Array, a: Float32Array, b: Float32Array, step: number) {
-  let d = 0, mag = 0, changed = 0;
+  let d = 0, mag = 0, changed = 0, peak = 0;
   for (let i = 0; i < w.length; i++) {
     const ai = a[i], bi = b[i];
+    const wi = Math.abs(w[i]);
+    peak = Math.max(peak, wi * Math.abs(ai), wi * Math.abs(bi));
     if (ai === bi) continue; // NaN !== NaN: a NaN output counts as changed and poisons d
     changed++;
     d += w[i] * (ai - bi);
-    mag += Math.abs(w[i]) * (Math.abs(ai) + Math.abs(bi));
+    mag += wi * (Math.abs(ai) + Math.abs(bi));
   }
-  return { slope: d / step, mag: mag / step, changed };
+  return { slope: d / step, mag: mag / step, changed, unseen: (EPS32 * peak) / step };
 }
 
 /** Results buffers are split past this many bytes (one submit each). */
@@ -218,8 +226,8 @@ export async function gradcheck(
     let maxErr = 0, kinks = 0, skipped = 0;
     const elements: Checked[] = [];
     const bad: string[] = [];
-    const tolOf = (d: { slope: number; mag: number }, ref: number) =>
-      k * EPS32 * d.mag + rtol * Math.max(Math.abs(ref), Math.abs(d.slope));
+    const tolOf = (d: { slope: number; mag: number; unseen: number }, ref: number) =>
+      k * EPS32 * d.mag + d.unseen + rtol * Math.max(Math.abs(ref), Math.abs(d.slope));
     jobs.forEach(({ input, index, hi, lo }, j) => {
       const plus = rows[lead + 2 * j], minus = rows[lead + 2 * j + 1];
       const c = diff(wData, plus, minus, hi - lo);
@@ -247,7 +255,8 @@ export async function gradcheck(
         const x = baseData[input][index];
         const fw = diff(wData, plus, base, hi - x), bw = diff(wData, base, minus, x - lo);
         const disagree = Math.abs(fw.slope - bw.slope) >
-          k * EPS32 * (fw.mag + bw.mag) + rtol * Math.max(Math.abs(fw.slope), Math.abs(bw.slope));
+          k * EPS32 * (fw.mag + bw.mag) + fw.unseen + bw.unseen +
+            rtol * Math.max(Math.abs(fw.slope), Math.abs(bw.slope));
         if (disagree) {
           const onSide = Math.abs(an - fw.slope) <= tolOf(fw, an) ||
             Math.abs(an - bw.slope) <= tolOf(bw, an);

@@ -1,28 +1,28 @@
-// 200 forward/backward/Adam steps of a small conv net: after the first steps the pool's live
-// bytes, its total allocation and the bind-group cache stay flat (intermediates return to the
-// pool at each step, and come back as the same buffers).
+// 200 forward/backward/Adam steps of a small conv net on a parameter store: after the first
+// steps the pool's live bytes, its total allocation and the bind-group cache stay flat
+// (intermediates return to the pool at each step, and come back as the same buffers).
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { randn } from "./gradcheck.ts";
 import { encoderStats } from "../src/gpu/encoder.ts";
 import { poolStats } from "../src/gpu/pool.ts";
+import { Conv2d } from "../src/nn/layers.ts";
+import { normal, ParamStore } from "../src/nn/store.ts";
 import { Adam } from "../src/ops/adam.ts";
-import { conv2d } from "../src/ops/conv.ts";
 import { relu, square } from "../src/ops/elementwise.ts";
 import { mean } from "../src/ops/reduce.ts";
 import { backward } from "../src/ops/tape.ts";
 import { Tensor } from "../src/ops/tensor.ts";
 
 Deno.test("memory: 200 training steps of a conv net do not grow the buffer pool", async () => {
-  const w1 = Tensor.param(randn(8 * 3 * 9, 1, 0.2), [8, 3, 3, 3], "w1");
-  const b1 = Tensor.param(new Float32Array(8), [8], "b1");
-  const w2 = Tensor.param(randn(4 * 8 * 9, 2, 0.2), [4, 8, 3, 3], "w2");
-  const opt = new Adam([w1, b1, w2], { lr: 1e-2, clipNorm: 10 });
+  const store = new ParamStore(1);
+  const c1 = new Conv2d(store.scope("net.c1"), 3, 8, 3, { stride: 2, init: normal(0.2) });
+  const c2 = new Conv2d(store.scope("net.c2"), 8, 4, 3, { bias: false, init: normal(0.2) });
+  const opt = new Adam(store.groups(), { lr: 1e-2, clipNorm: 10 });
   const x = Tensor.constant(randn(4 * 3 * 10 * 10, 3), [4, 3, 10, 10], "x");
   const live: number[] = [], total: number[] = [], groups: number[] = [], losses: number[] = [];
   for (let step = 0; step < 200; step++) {
-    const y = conv2d(relu(conv2d(x, w1, { bias: b1, stride: 2 })), w2, { padding: 1 });
-    const loss = mean(square(y));
+    const loss = mean(square(c2.apply(relu(c1.apply(x)))));
     backward(loss);
     opt.step();
     if (step % 20 === 0 || step === 199) losses.push(await loss.item());
@@ -38,5 +38,7 @@ Deno.test("memory: 200 training steps of a conv net do not grow the buffer pool"
     // Same buffers every step, so every bind group comes from the cache.
     assert.equal(groups[s], groups[4], `bind groups at step ${s}: ${groups[s]} vs ${groups[4]}`);
   }
-  for (const t of [w1, b1, w2, x, ...opt.m, ...opt.v]) t.release();
+  opt.release();
+  store.release();
+  x.release();
 });

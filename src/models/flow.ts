@@ -1,7 +1,9 @@
 // Glow's invertible layers (glow-funs.md §1.3-1.7). Each maps x to y with a per-sample log-det
 // ([N], or [1] when it is the same for every sample) and inverts y back to x. Inverses are for
 // sampling and record nothing on the tape.
-import { actnorm, actnormInit, actnormInverse, actnormLogdet } from "../ops/actnorm.ts";
+import { ActNorm as ActNormLayer, ZeroConv } from "../nn/layers.ts";
+import { normal, type Scope } from "../nn/store.ts";
+import { actnormInverse, actnormLogdet } from "../ops/actnorm.ts";
 import { conv2d } from "../ops/conv.ts";
 import { affineCoupling, affineCouplingInverse } from "../ops/coupling.ts";
 import { add, exp, mul, relu, scale, sub } from "../ops/elementwise.ts";
@@ -13,7 +15,6 @@ import { concatChannels, evenOddChannels, reshape, splitChannels } from "../ops/
 import { noGrad } from "../ops/tape.ts";
 import type { Tensor } from "../ops/tensor.ts";
 import { luDecompose, randomRotation } from "./lu.ts";
-import type { Params } from "./params.ts";
 
 export interface FlowLayer {
   forward(x: Tensor): { y: Tensor; logdet?: Tensor };
@@ -28,29 +29,23 @@ export function addLogdet(a?: Tensor, b?: Tensor): Tensor | undefined {
   return a && b ? add(a, b) : a ?? b;
 }
 
-/** Per-channel affine with data-dependent init; `flow` layers add S * sum(a) to the log-det. */
+/** Per-channel affine with data-dependent init; as a flow layer it adds S * sum(a) to the log-det. */
 export class ActNorm implements FlowLayer {
-  readonly a: Tensor;
-  readonly b: Tensor;
+  readonly layer: ActNormLayer;
 
-  constructor(readonly p: Params, name: string, channels: number) {
-    this.a = p.zeros(`${name}.logscale`, [channels]);
-    this.b = p.zeros(`${name}.bias`, [channels]);
-  }
-
-  apply(x: Tensor): Tensor {
-    if (!this.p.initialized) actnormInit(x, this.a, this.b);
-    return actnorm(x, this.a, this.b);
+  constructor(s: Scope, channels: number) {
+    this.layer = new ActNormLayer(s, channels);
   }
 
   forward(x: Tensor) {
-    return { y: this.apply(x), logdet: actnormLogdet(x, this.a) };
+    return { y: this.layer.apply(x), logdet: actnormLogdet(x, this.layer.a) };
   }
 
   inverse(y: Tensor) {
+    const { a, b } = this.layer;
     return noGrad(() => ({
-      x: actnormInverse(y, this.a, this.b),
-      logdet: scale(actnormLogdet(y, this.a), -1),
+      x: actnormInverse(y, a, b),
+      logdet: scale(actnormLogdet(y, a), -1),
     }));
   }
 }
@@ -73,12 +68,12 @@ export class InvConv1x1 implements FlowLayer {
   #upperMask?: Tensor;
   #eye?: Tensor;
 
-  constructor(p: Params, name: string, c: number, lu: boolean) {
+  constructor(s: Scope, c: number, lu: boolean) {
     this.c = c;
     this.lu = lu;
-    const q = randomRotation(c, p.rng);
+    const q = randomRotation(c, s.rng);
     if (!lu) {
-      this.#w = p.add(`${name}.weight`, q, [c, c]);
+      this.#w = s.param("weight", [c, c], q);
       return;
     }
     const { p: perm, l, u } = luDecompose(q, c);
@@ -92,14 +87,14 @@ export class InvConv1x1 implements FlowLayer {
         if (j > i) upperMask[i * c + j] = 1;
       }
     }
-    this.#lower = p.add(`${name}.lower`, l.map((v, k) => v * lowerMask[k]), [c, c]);
-    this.#upper = p.add(`${name}.upper`, u.map((v, k) => v * upperMask[k]), [c, c]);
-    this.#logS = p.add(`${name}.log_s`, diag.map((v) => Math.log(Math.abs(v))), [c]);
-    this.#perm = p.add(`${name}.perm`, perm, [c, c], false);
-    this.#sign = p.add(`${name}.sign`, diag.map(Math.sign), [c], false);
-    this.#lowerMask = p.add(`${name}.lower_mask`, lowerMask, [c, c], false);
-    this.#upperMask = p.add(`${name}.upper_mask`, upperMask, [c, c], false);
-    this.#eye = p.add(`${name}.eye`, eye, [c, c], false);
+    this.#lower = s.param("lower", [c, c], l.map((v, k) => v * lowerMask[k]));
+    this.#upper = s.param("upper", [c, c], u.map((v, k) => v * upperMask[k]));
+    this.#logS = s.param("log_s", [c], diag.map((v) => Math.log(Math.abs(v))));
+    this.#perm = s.fixed("perm", [c, c], perm);
+    this.#sign = s.fixed("sign", [c], diag.map(Math.sign));
+    this.#lowerMask = s.fixed("lower_mask", [c, c], lowerMask);
+    this.#upperMask = s.fixed("upper_mask", [c, c], upperMask);
+    this.#eye = s.fixed("eye", [c, c], eye);
   }
 
   /** W as a [C, C] tensor, recorded on the tape when parameters need gradients. */
@@ -133,37 +128,20 @@ export class InvConv1x1 implements FlowLayer {
   }
 }
 
-/** Glow's zero-initialised output conv: (conv3x3(x) + b) * exp(3 * logscale). */
-export class ZeroConv {
-  readonly w: Tensor;
-  readonly b: Tensor;
-  readonly logscale: Tensor;
-
-  constructor(p: Params, name: string, cin: number, cout: number) {
-    this.w = p.zeros(`${name}.weight`, [cout, cin, 3, 3]);
-    this.b = p.zeros(`${name}.bias`, [cout]);
-    this.logscale = p.zeros(`${name}.logscale`, [cout]);
-  }
-
-  apply(x: Tensor): Tensor {
-    return mul(conv2d(x, this.w, { bias: this.b, padding: 1 }), exp(scale(this.logscale, 3)));
-  }
-}
-
 /** NN(x_a): conv3x3 -> actnorm -> relu -> conv1x1 -> actnorm -> relu -> zero conv3x3. */
 export class CouplingNet {
   readonly w1: Tensor;
-  readonly an1: ActNorm;
+  readonly an1: ActNormLayer;
   readonly w2: Tensor;
-  readonly an2: ActNorm;
+  readonly an2: ActNormLayer;
   readonly out: ZeroConv;
 
-  constructor(p: Params, name: string, cin: number, width: number, cout: number) {
-    this.w1 = p.normal(`${name}.conv1.weight`, [width, cin, 3, 3], 0.05);
-    this.an1 = new ActNorm(p, `${name}.actnorm1`, width);
-    this.w2 = p.normal(`${name}.conv2.weight`, [width, width, 1, 1], 0.05);
-    this.an2 = new ActNorm(p, `${name}.actnorm2`, width);
-    this.out = new ZeroConv(p, `${name}.conv3`, width, cout);
+  constructor(s: Scope, cin: number, width: number, cout: number) {
+    this.w1 = s.param("conv1.weight", [width, cin, 3, 3], normal(0.05));
+    this.an1 = new ActNormLayer(s.child("actnorm1"), width);
+    this.w2 = s.param("conv2.weight", [width, width, 1, 1], normal(0.05));
+    this.an2 = new ActNormLayer(s.child("actnorm2"), width);
+    this.out = new ZeroConv(s.child("conv3"), width, cout);
   }
 
   apply(xa: Tensor): Tensor {
@@ -179,9 +157,9 @@ export class Coupling implements FlowLayer {
   readonly nn: CouplingNet;
   readonly half: number;
 
-  constructor(p: Params, name: string, c: number, width: number, readonly affine: boolean) {
+  constructor(s: Scope, c: number, width: number, readonly affine: boolean) {
     this.half = c / 2;
-    this.nn = new CouplingNet(p, `${name}.nn`, this.half, width, affine ? c : c - this.half);
+    this.nn = new CouplingNet(s.child("nn"), this.half, width, affine ? c : c - this.half);
   }
 
   forward(x: Tensor) {
@@ -207,17 +185,11 @@ export class Coupling implements FlowLayer {
 export class FlowStep implements FlowLayer {
   readonly layers: FlowLayer[];
 
-  constructor(
-    p: Params,
-    name: string,
-    c: number,
-    width: number,
-    o: { lu: boolean; affine: boolean },
-  ) {
+  constructor(s: Scope, c: number, width: number, o: { lu: boolean; affine: boolean }) {
     this.layers = [
-      new ActNorm(p, `${name}.actnorm`, c),
-      new InvConv1x1(p, `${name}.invconv`, c, o.lu),
-      new Coupling(p, `${name}.coupling`, c, width, o.affine),
+      new ActNorm(s.child("actnorm"), c),
+      new InvConv1x1(s.child("invconv"), c, o.lu),
+      new Coupling(s.child("coupling"), c, width, o.affine),
     ];
   }
 
@@ -250,9 +222,9 @@ export class SplitPrior {
   readonly conv: ZeroConv;
   readonly half: number;
 
-  constructor(p: Params, name: string, c: number) {
+  constructor(s: Scope, c: number) {
     this.half = c / 2;
-    this.conv = new ZeroConv(p, `${name}.prior`, this.half, 2 * (c - this.half));
+    this.conv = new ZeroConv(s.child("prior"), this.half, 2 * (c - this.half));
   }
 
   prior(z1: Tensor): [Tensor, Tensor] {

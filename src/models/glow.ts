@@ -1,18 +1,21 @@
 // Multi-scale Glow (Kingma & Dhariwal 2018; glow-funs.md §1): L levels of
 // squeeze -> K x (actnorm -> 1x1 conv -> coupling) -> split, with a learned prior at each split
-// and a Gaussian (optionally class-conditional) prior at the top.
+// and a Gaussian prior at the top, optionally class-conditional as in the reference code: a
+// per-channel embedding of the label gives the top prior's mean and log-std, and an optional
+// classifier on the spatial mean of the top latent adds an auxiliary cross-entropy.
 //   log p(x) = sum_l log p(z_l | .) + sum_layers logdet
-import { Rng } from "../data/rng.ts";
+import { Linear } from "../nn/layers.ts";
+import { ParamStore, type Scope, zeros } from "../nn/store.ts";
 import { add, exp, mul, scale } from "../ops/elementwise.ts";
-import { gaussianLogProb } from "../ops/loss.ts";
-import { linear } from "../ops/matmul.ts";
-import { mean } from "../ops/reduce.ts";
-import { concatChannels, evenOddChannels, reshape } from "../ops/shape.ts";
+import { crossEntropy, gaussianLogProb } from "../ops/loss.ts";
+import { matmul } from "../ops/matmul.ts";
+import { mean, sumPerSample } from "../ops/reduce.ts";
+import { concatChannels, reshape, splitChannels } from "../ops/shape.ts";
 import { squeeze, unsqueeze } from "../ops/squeeze.ts";
-import { noGrad } from "../ops/tape.ts";
+import { fill, noGrad } from "../ops/tape.ts";
 import { fmtShape, Tensor } from "../ops/tensor.ts";
+import { Rng } from "../util/rng.ts";
 import { addLogdet, FlowStep, SplitPrior } from "./flow.ts";
-import { Params } from "./params.ts";
 
 export interface GlowConfig {
   /** Image channels, height, width. */
@@ -30,6 +33,7 @@ export interface GlowConfig {
   nBits: number;
   /** Number of classes for a class-conditional top prior (0: unconditional N(0, I)). */
   classes: number;
+  /** Seed of the parameter store Glow makes when it is not given a scope. */
   seed: number;
 }
 
@@ -54,17 +58,19 @@ interface Level {
 
 export class Glow {
   readonly cfg: GlowConfig;
-  readonly params: Params;
+  readonly scope: Scope;
   readonly levels: Level[] = [];
   /** Shapes (without N) of z_1 .. z_L. */
   readonly latentShapes: number[][] = [];
   readonly dims: number;
-  #top?: { w: Tensor; b: Tensor };
+  #embedding?: Tensor;
+  #classifier?: Linear;
 
-  constructor(cfg: Partial<GlowConfig> = {}) {
+  /** Parameters go in `scope` (default: a new store seeded with cfg.seed, scope "flow"). */
+  constructor(cfg: Partial<GlowConfig> = {}, scope?: Scope) {
     const c: GlowConfig = { ...defaultGlowConfig, ...cfg };
     this.cfg = c;
-    this.params = new Params(new Rng(c.seed));
+    this.scope = scope ?? new ParamStore(c.seed).scope("flow");
     this.dims = c.channels * c.height * c.width;
     let [ch, h, w] = [c.channels, c.height, c.width];
     for (let l = 0; l < c.levels; l++) {
@@ -75,13 +81,13 @@ export class Glow {
         );
       }
       [ch, h, w] = [ch * 4, h / 2, w / 2];
-      const name = `level${l}`;
+      const ls = this.scope.child(`level${l}`);
       const steps = Array.from(
         { length: c.depth },
-        (_, k) => new FlowStep(this.params, `${name}.step${k}`, ch, c.hidden, c),
+        (_, k) => new FlowStep(ls.child(`step${k}`), ch, c.hidden, c),
       );
       const last = l === c.levels - 1;
-      const split = last ? undefined : new SplitPrior(this.params, `${name}.split`, ch);
+      const split = last ? undefined : new SplitPrior(ls.child("split"), ch);
       this.levels.push({ steps, split });
       if (!last) {
         this.latentShapes.push([ch - ch / 2, h, w]);
@@ -90,13 +96,20 @@ export class Glow {
     }
     this.latentShapes.push([ch, h, w]);
     if (c.classes > 0) {
-      const top = this.latentShapes[c.levels - 1];
-      const d = 2 * top[0] * top[1] * top[2];
-      this.#top = {
-        w: this.params.zeros("top.class_weight", [d, c.classes]),
-        b: this.params.zeros("top.class_bias", [d]),
-      };
+      const top = this.scope.child("top");
+      this.#embedding = top.param("class_embedding", [c.classes, 2 * ch], zeros);
+      this.#classifier = new Linear(top.child("classifier"), ch, c.classes, { init: zeros });
     }
+  }
+
+  get store(): ParamStore {
+    return this.scope.store;
+  }
+
+  /** True once every actnorm ran its data-dependent initialisation (or was loaded). */
+  get initialized(): boolean {
+    const prefix = this.scope.prefix + ".";
+    return [...this.store.flags].every(([k, f]) => !k.startsWith(prefix) || f.value);
   }
 
   #checkInput(x: Tensor): void {
@@ -111,9 +124,7 @@ export class Glow {
     }
   }
 
-  /** Mean and log-std of the top prior ([N, C, H, W] each), or undefined for N(0, I). */
-  #topPrior(n: number, labels?: ArrayLike<number>): [Tensor, Tensor] | undefined {
-    if (!this.#top) return undefined;
+  #onehot(n: number, labels?: ArrayLike<number>): Tensor {
     const k = this.cfg.classes;
     if (!labels || labels.length !== n) {
       throw new Error(
@@ -128,15 +139,35 @@ export class Glow {
       }
       onehot[i * k + y] = 1;
     }
+    return Tensor.from(onehot, [n, k]);
+  }
+
+  /**
+   * Mean and log-std of the top prior ([N, C, H, W] each), or undefined for N(0, I): the label's
+   * embedding row, 2C values, broadcast over the top level's H x W (mean first, then log-std).
+   */
+  #topPrior(n: number, labels?: ArrayLike<number>): [Tensor, Tensor] | undefined {
+    if (!this.#embedding) return undefined;
     const [c, h, w] = this.latentShapes[this.latentShapes.length - 1];
-    const hTop = linear(Tensor.from(onehot, [n, k]), this.#top.w, this.#top.b);
-    return evenOddChannels(reshape(hTop, [n, 2 * c, h, w]));
+    const e = reshape(matmul(this.#onehot(n, labels), this.#embedding), [n * 2 * c]);
+    // Adding a [N*2C] per-channel vector to zeros [1, N*2C, H, W] broadcasts it over H x W.
+    const zero = fill(Tensor.empty([1, n * 2 * c, h, w], "zeros"), 0);
+    const prior = reshape(add(zero, e), [n, 2 * c, h, w]);
+    return splitChannels(prior, [c, c]) as [Tensor, Tensor];
+  }
+
+  /** Class logits [N, K] of the auxiliary classifier on the spatial mean of the top latent. */
+  classLogits(top: Tensor): Tensor {
+    if (!this.#classifier) throw new Error("flowgpu: glow: classLogits needs a model with classes");
+    const [n, c, h, w] = top.shape;
+    const pooled = scale(sumPerSample(reshape(top, [n * c, h * w])), 1 / (h * w));
+    return this.#classifier.apply(reshape(pooled, [n, c]));
   }
 
   /** The flow: latents z_1..z_L, the log-det, and the split priors' log-densities. */
   flow(x: Tensor): { latents: Tensor[]; logdet: Tensor; logpSplits: Tensor[] } {
     this.#checkInput(x);
-    if (!this.params.initialized) this.initialize(x);
+    if (!this.initialized) this.initialize(x);
     return this.#flow(x);
   }
 
@@ -162,31 +193,51 @@ export class Glow {
     return { latents, logdet: logdet!, logpSplits };
   }
 
-  /** log p(x) per sample, in nats ([N]). */
-  logProb(x: Tensor, labels?: ArrayLike<number>): Tensor {
+  /** log p(x) per sample in nats ([N]), and the top latent. */
+  logProbAndTop(x: Tensor, labels?: ArrayLike<number>): { logp: Tensor; top: Tensor } {
     const { latents, logdet, logpSplits } = this.flow(x);
     const top = latents[latents.length - 1];
     const prior = this.#topPrior(x.shape[0], labels);
     let logp = prior ? gaussianLogProb(top, prior[0], prior[1]) : gaussianLogProb(top);
     for (const l of logpSplits) logp = add(logp, l);
-    return add(logp, logdet);
+    return { logp: add(logp, logdet), top };
+  }
+
+  /** log p(x) per sample, in nats ([N]). */
+  logProb(x: Tensor, labels?: ArrayLike<number>): Tensor {
+    return this.logProbAndTop(x, labels).logp;
   }
 
   /** Mean bits/dim minus the constant n_bits: -mean(log p(x)) / (D ln 2). Add nBits to report. */
-  loss(x: Tensor, labels?: ArrayLike<number>): Tensor {
-    return scale(mean(this.logProb(x, labels)), -1 / (this.dims * Math.LN2));
+  bitsPerDim(logp: Tensor): Tensor {
+    return scale(mean(logp), -1 / (this.dims * Math.LN2));
+  }
+
+  /** Mean cross-entropy of the auxiliary classifier, in bits. */
+  classBits(top: Tensor, labels: ArrayLike<number>): Tensor {
+    return scale(crossEntropy(this.classLogits(top), Array.from(labels)), 1 / Math.LN2);
+  }
+
+  /**
+   * The training loss: bits/dim (less n_bits) plus `classWeight` times the classifier's bits
+   * (the reference code's weight_y; only for a class-conditional model).
+   */
+  loss(x: Tensor, labels?: ArrayLike<number>, classWeight = 0): Tensor {
+    const { logp, top } = this.logProbAndTop(x, labels);
+    const bpd = this.bitsPerDim(logp);
+    if (!(classWeight > 0 && this.#classifier && labels)) return bpd;
+    return add(bpd, scale(this.classBits(top, labels), classWeight));
   }
 
   /**
    * Data-dependent actnorm initialisation from one batch: a forward pass while `initialized` is
-   * false makes each actnorm set itself from its actual input, in order. Never repeated (a
-   * checkpoint load marks the model initialised).
+   * unset makes each actnorm set itself from its actual input, in order. Never repeated (a
+   * checkpoint carries the actnorms' flags).
    */
   initialize(x: Tensor): void {
-    if (this.params.initialized) return;
+    if (this.initialized) return;
     this.#checkInput(x);
     noGrad(() => this.#flow(x));
-    this.params.initialized = true;
   }
 
   /** Latents z_1..z_L of x (no gradient). */

@@ -1,6 +1,6 @@
 // CPU (f64) initialisation of the invertible 1x1 convolution: a random rotation, and its LU
 // factorisation A = P L U with partial pivoting (scipy's convention), as in Glow's LU variant.
-import type { Rng } from "../data/rng.ts";
+import type { Rng } from "../util/rng.ts";
 
 /** A random c x c orthogonal matrix: the Q of a QR decomposition of a standard-normal matrix. */
 export function randomRotation(c: number, rng: Rng): Float64Array {

@@ -1,10 +1,28 @@
 // Adam with bias correction, decoupled weight decay (AdamW) and global gradient-norm clipping.
-// One sumsq dispatch per parameter, one clip_finish, one adam dispatch per parameter: no readback.
-import { dispatch, f32, upload } from "../gpu/encoder.ts";
+import { f32, upload } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
 import { fill } from "./tape.ts";
 import { Tensor } from "./tensor.ts";
 
 const FILE = "adam.wgsl";
+const SUMSQ = kernel(FILE, "sumsq", {
+  params: "@0 uniform ss",
+  g: "@1 read ss_g",
+  partials: "@2 read_write ss_part",
+});
+const CLIP_FINISH = kernel(FILE, "clip_finish", {
+  params: "@0 uniform fin",
+  partials: "@1 read fin_part",
+  hyper: "@2 read_write fin_hyper",
+});
+const ADAM = kernel(FILE, "adam", {
+  params: "@0 uniform ap",
+  hyper: "@1 read ad_hyper",
+  g: "@2 read ad_g",
+  p: "@3 read_write ad_p",
+  m: "@4 read_write ad_m",
+  v: "@5 read_write ad_v",
+});
 
 export interface AdamOptions {
   lr?: number;
@@ -17,8 +35,26 @@ export interface AdamOptions {
   clipNorm?: number;
 }
 
-export class Adam {
+/** What Adam needs of a parameter group (src/nn/store.ts): flat values and gradients. */
+export interface Group {
+  readonly name: string;
+  readonly size: number;
+  readonly values: Tensor;
+  readonly grads: Tensor;
   readonly params: Tensor[];
+  zeroGrad(): void;
+  views(flat: Tensor, prefix: string): Map<string, Tensor>;
+}
+
+/**
+ * Adam over whole parameter groups: per step one gradient-norm dispatch per group, one to finish
+ * the norm, one update per group and one gradient zeroing per group, whatever the number of
+ * tensors. Moments live in flat buffers of the groups' layout. Within a group a parameter that
+ * got no gradient this step sees a zero gradient (its moments decay), as in PyTorch's AdamW
+ * with zeroed gradients; a group that should not move belongs to another optimizer.
+ */
+export class Adam {
+  readonly groups: Group[];
   readonly m: Tensor[];
   readonly v: Tensor[];
   lr: number;
@@ -34,29 +70,35 @@ export class Adam {
   #partials: Tensor;
   #slots: { offset: number; p: number }[];
 
-  constructor(params: Tensor[], opts: AdamOptions = {}) {
-    this.params = params;
+  constructor(groups: Group[], opts: AdamOptions = {}) {
+    if (groups.length === 0) throw new Error("flowgpu: Adam needs at least one parameter group");
+    this.groups = groups;
     this.lr = opts.lr ?? 1e-3;
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
     this.clipNorm = opts.clipNorm ?? 0;
-    this.m = params.map((p) => fill(Tensor.persistent(p.shape, `${p.name}.m`), 0));
-    this.v = params.map((p) => fill(Tensor.persistent(p.shape, `${p.name}.v`), 0));
-    this.hyper = Tensor.persistent([8], "adam.hyper");
+    this.m = groups.map((g) => fill(Tensor.persistent([g.size], `adam.m.${g.name}`), 0));
+    this.v = groups.map((g) => fill(Tensor.persistent([g.size], `adam.v.${g.name}`), 0));
+    this.hyper = fill(Tensor.persistent([8], "adam.hyper"), 0);
     let offset = 0;
-    this.#slots = params.map((p) => {
-      const slot = { offset, p: Math.max(1, Math.min(256, Math.ceil(p.size / 64))) };
+    this.#slots = groups.map((g) => {
+      const slot = { offset, p: Math.max(1, Math.min(256, Math.ceil(g.size / 64))) };
       offset += slot.p;
       return slot;
     });
     this.#partials = fill(Tensor.persistent([Math.max(1, offset)], "adam.partials"), 0);
   }
 
+  /** The trainable tensors this optimizer updates. */
+  get params(): Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
   /**
-   * Encode one update from the parameters' current gradients, then drop the gradients.
-   * A parameter without a gradient contributes zero to the norm and is not updated.
+   * Encode one update from the groups' current gradients, then zero them. Nothing is read back:
+   * the norm and the clip scale stay on the GPU (`hyper`), and a non-finite norm skips the step.
    */
   step(lr = this.lr): void {
     this.t++;
@@ -71,43 +113,43 @@ export class Adam {
       0,
     ]);
     upload(this.hyper.buffer, h);
-    const count = this.#partials.size;
-    // Parameters without a gradient this step keep a zero slot.
-    fill(this.#partials, 0);
-    this.params.forEach((p, i) => {
+    this.groups.forEach((g, i) => {
       const { offset, p: parts } = this.#slots[i];
-      if (!p.grad) return;
-      dispatch({
-        file: FILE,
-        entry: "sumsq",
-        buffers: [p.grad, this.#partials],
-        params: [p.size, parts, offset],
+      SUMSQ.run({ g: g.grads, partials: this.#partials }, {
+        params: [g.size, parts, offset],
         threads: parts,
       });
     });
-    dispatch({
-      file: FILE,
-      entry: "clip_finish",
-      buffers: [this.#partials, this.hyper],
-      params: [count],
+    CLIP_FINISH.run({ partials: this.#partials, hyper: this.hyper }, {
+      params: [this.#partials.size],
       groups: [1],
     });
-    this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      dispatch({
-        file: FILE,
-        entry: "adam",
-        buffers: [this.hyper, p.grad, p, this.m[i], this.v[i]],
-        params: [p.size, f32(this.beta1), f32(this.beta2), f32(this.eps), f32(this.weightDecay)],
-        threads: p.size,
+    this.groups.forEach((g, i) => {
+      ADAM.run({ hyper: this.hyper, g: g.grads, p: g.values, m: this.m[i], v: this.v[i] }, {
+        params: [g.size, f32(this.beta1), f32(this.beta2), f32(this.eps), f32(this.weightDecay)],
+        threads: g.size,
       });
+      g.zeroGrad();
     });
-    for (const p of this.params) p.zeroGrad();
+  }
+
+  /** Moments by parameter name (`adam.m.<name>`, `adam.v.<name>`), for checkpoints. */
+  state(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    this.groups.forEach((g, i) => {
+      for (const [k, t] of g.views(this.m[i], "adam.m.")) out.set(k, t);
+      for (const [k, t] of g.views(this.v[i], "adam.v.")) out.set(k, t);
+    });
+    return out;
   }
 
   /** The global gradient norm of the last step (a readback: call only when logging). */
   async lastGradNorm(): Promise<{ norm: number; scale: number }> {
     const h = await this.hyper.read();
     return { norm: h[5], scale: h[4] };
+  }
+
+  release(): void {
+    for (const t of [...this.m, ...this.v, this.hyper, this.#partials]) t.release();
   }
 }

@@ -2,8 +2,14 @@
 // its output, encodes the backward dispatches and hands each input its gradient through
 // `accumulate`. `backward(loss)` walks the closures in reverse, then releases every tensor the
 // ops made (except what the caller keeps) to the buffer pool, so steps do not grow GPU memory.
-import { dispatch, f32 } from "../gpu/encoder.ts";
-import { fmtShape, owned, Tensor } from "./tensor.ts";
+//
+// Several losses per step: `backward(loss, { params })` sends gradients only into the given
+// parameters (the others are treated as constants for that walk, and closures whose outputs
+// lead to none of them are skipped), and `retain: true` keeps the graph for another backward.
+// `detach(x)` cuts the graph: x's value, no gradient path.
+import { f32 } from "../gpu/encoder.ts";
+import { kernel } from "../gpu/kernel.ts";
+import { fmtShape, owned, setSlotZeroer, Tensor } from "./tensor.ts";
 
 interface Node {
   out: Tensor;
@@ -40,7 +46,15 @@ export function noGrad<T>(f: () => T): T {
   }
 }
 
-/** Add `g` into `t.grad` (taking ownership of `g` when `t` has none yet). */
+/** x's values with no path back to x: gradients stop here (a stop-gradient). */
+export function detach(x: Tensor): Tensor {
+  return Tensor.view(x, x.shape, `detach(${x.name})`);
+}
+
+/**
+ * Add `g` into `t.grad`. A parameter of a flat group adds into its slot of the group's gradient
+ * buffer; any other tensor takes ownership of `g` when it has no gradient yet.
+ */
 export function accumulate(t: Tensor, g: Tensor): void {
   if (!t.requiresGrad) return;
   if (g.size !== t.size) {
@@ -49,6 +63,12 @@ export function accumulate(t: Tensor, g: Tensor): void {
         fmtShape(t.shape)
       }`,
     );
+  }
+  if (t.gradSlot) {
+    // The slot is zero until its group's optimizer step (or zeroGrad) consumes it.
+    t.grad = t.gradSlot;
+    axpy(t.gradSlot, g, 1);
+    return;
   }
   if (!t.grad) {
     let own = g;
@@ -62,27 +82,26 @@ export function accumulate(t: Tensor, g: Tensor): void {
   axpy(t.grad, g, 1);
 }
 
+const AXPY = kernel("elementwise.wgsl", "axpy", {
+  params: "@0 uniform pf",
+  x: "@1 read axpy_x",
+  y: "@2 read_write axpy_y",
+});
+const FILL = kernel("elementwise.wgsl", "fill", {
+  params: "@0 uniform pf",
+  out: "@1 read_write fill_out",
+});
+
 /** y += a * x, in place. */
 export function axpy(y: Tensor, x: Tensor, a: number): void {
-  dispatch({
-    file: "elementwise.wgsl",
-    entry: "axpy",
-    buffers: [x, y],
-    params: [y.size, f32(a)],
-    threads: Math.ceil(y.size / 4),
-  });
+  AXPY.run({ x, y }, { params: [y.size, f32(a)], threads: Math.ceil(y.size / 4) });
 }
 
 export function fill(t: Tensor, value: number): Tensor {
-  dispatch({
-    file: "elementwise.wgsl",
-    entry: "fill",
-    buffers: [t],
-    params: [t.size, f32(value)],
-    threads: Math.ceil(t.size / 4),
-  });
+  FILL.run({ out: t }, { params: [t.size, f32(value)], threads: Math.ceil(t.size / 4) });
   return t;
 }
+setSlotZeroer((t) => fill(t, 0));
 
 function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   const c = Tensor.empty(shape, "grad");
@@ -91,32 +110,73 @@ function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   return c;
 }
 
+export interface BackwardOptions {
+  /**
+   * Only these tensors receive gradients (default: every tensor that requires one). Other
+   * parameters act as constants for this walk, so an adversary's loss cannot leak into the
+   * generator's gradients, and closures that lead only to them are not run.
+   */
+  params?: Iterable<Tensor>;
+  /** Keep the graph (and every intermediate) for another backward; `clearTape()` ends it. */
+  retain?: boolean;
+  /** Tensors that survive the tape's release (with their gradients). */
+  keep?: Tensor[];
+}
+
 /**
  * Backpropagate from `loss` (seeded with ones, so a non-scalar loss means the gradient of its
- * sum). Afterwards every op-made tensor is released except `loss` and those in `keep`.
+ * sum). Afterwards, unless `retain`, every op-made tensor is released except `loss` and `keep`.
  */
-export function backward(loss: Tensor, opts: { keep?: Tensor[] } = {}): void {
+export function backward(loss: Tensor, opts: BackwardOptions = {}): void {
   if (!loss.requiresGrad) {
     throw new Error(`flowgpu: backward(): '${loss.name}' does not depend on any parameter`);
   }
-  const seed = fill(Tensor.empty(loss.shape, "seed"), 1);
-  accumulate(loss, seed);
+  const restore = opts.params ? restrict(new Set(opts.params)) : [];
   const prev = gradEnabled;
   gradEnabled = false; // backward closures are not themselves recorded
   try {
-    walk();
+    if (loss.requiresGrad) {
+      accumulate(loss, fill(Tensor.empty(loss.shape, "seed"), 1));
+      walk();
+    }
   } finally {
     gradEnabled = prev;
+    for (const t of restore) t.requiresGrad = true;
   }
-  nodes.length = 0;
-  clearTape([loss, ...(opts.keep ?? [])]);
+  if (!opts.retain) clearTape([loss, ...(opts.keep ?? [])]);
+}
+
+/**
+ * Mark every tensor that does not lead to `params` as needing no gradient for this walk, so
+ * closures skip it; returns what to mark back. A node's output leads to `params` when one of its
+ * inputs is in `params` or is itself such an output.
+ */
+function restrict(params: Set<Tensor>): Tensor[] {
+  const leads = new Set<Tensor>();
+  const off: Tensor[] = [];
+  for (const n of nodes) {
+    let any = false;
+    for (const x of n.inputs) {
+      if (params.has(x) || leads.has(x)) any = true;
+      else if (x.requiresGrad) {
+        x.requiresGrad = false;
+        off.push(x);
+      }
+    }
+    if (any) leads.add(n.out);
+    else if (n.out.requiresGrad) {
+      n.out.requiresGrad = false;
+      off.push(n.out);
+    }
+  }
+  return off;
 }
 
 function walk(): void {
   for (let i = nodes.length - 1; i >= 0; i--) {
     const n = nodes[i];
     const g = n.out.grad;
-    if (!g) continue;
+    if (!g || !n.out.requiresGrad) continue;
     // The output's gradient is complete here; it is not retained, so inputs may take it over.
     if (!n.out.persistent) {
       claimed.delete(g);

@@ -5,6 +5,14 @@ import { acquireBuffer, releaseBuffer } from "../gpu/pool.ts";
 
 export type Shape = readonly number[];
 
+// tape.ts sets this (it owns the fill kernel); a cycle-free way for zeroGrad to clear a slot.
+let zeroSlot: (t: Tensor) => void = () => {
+  throw new Error("flowgpu: tape not loaded");
+};
+export function setSlotZeroer(f: (t: Tensor) => void): void {
+  zeroSlot = f;
+}
+
 export function numel(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -41,20 +49,25 @@ export class Tensor {
   grad?: Tensor;
   /** Name for error messages: the op that made it, or the parameter name. */
   name: string;
-  /** Set for views: they share the base's buffer and never release it. */
-  readonly base?: Tensor;
   /** Long-lived tensors (parameters, optimizer state) are never released by the tape. */
   readonly persistent: boolean;
-  /** First element in the base's buffer (views only; a multiple of 64, see `binding`). */
-  readonly offset: number;
+  /**
+   * Where this tensor's gradient lives when it is a slice of a parameter group's flat gradient
+   * buffer (see src/nn/store.ts): backward adds into it instead of allocating.
+   */
+  gradSlot?: Tensor;
+  #base?: Tensor;
+  #offset: number;
   #buffer: GPUBuffer | undefined;
+  /** Parameters declared before their group's flat buffer exists bind to it on first use. */
+  #pending?: () => void;
 
   private constructor(
     shape: Shape,
     requiresGrad: boolean,
     name: string,
     persistent: boolean,
-    base?: Tensor,
+    base?: Tensor | "deferred",
     offset = 0,
   ) {
     checkShape(shape);
@@ -63,14 +76,51 @@ export class Tensor {
     this.requiresGrad = requiresGrad;
     this.name = name;
     this.persistent = persistent;
-    this.base = base;
-    this.offset = offset;
-    if (base && (offset + this.size) * 4 > base.buffer.size) {
+    this.#offset = 0;
+    if (base instanceof Tensor) this.#bindTo(base, offset);
+    else if (!base) this.#buffer = acquireBuffer(Math.max(4, this.size * 4));
+  }
+
+  #bindTo(base: Tensor, offset: number): void {
+    if ((offset + this.size) * 4 > base.buffer.size) {
       throw new Error(
-        `flowgpu: view '${name}' ${fmtShape(shape)} at element ${offset} overruns its buffer`,
+        `flowgpu: view '${this.name}' ${fmtShape(this.shape)} at element ${offset} overruns ` +
+          "its buffer",
       );
     }
-    this.#buffer = base ? base.buffer : acquireBuffer(Math.max(4, this.size * 4));
+    this.#base = base;
+    this.#offset = offset;
+    this.#buffer = base.buffer;
+  }
+
+  /** Set for views: they share the base's buffer and never release it. */
+  get base(): Tensor | undefined {
+    this.#pending?.();
+    return this.#base;
+  }
+
+  /** First element in the base's buffer (views only; a multiple of 64, see `binding`). */
+  get offset(): number {
+    this.#pending?.();
+    return this.#offset;
+  }
+
+  /**
+   * A persistent tensor with no buffer yet: `resolve` (called on first use) must `place()` it.
+   * Parameter stores use it so that layers can hold their parameters before the flat group
+   * buffers are laid out.
+   */
+  static deferred(shape: Shape, name: string, resolve: () => void): Tensor {
+    const t = new Tensor(shape, true, name, true, "deferred");
+    t.#pending = resolve;
+    return t;
+  }
+
+  /** Make a deferred tensor a view of `base` at element `offset` (parameter stores only). */
+  place(base: Tensor, offset: number): void {
+    if (!this.#pending) throw new Error(`flowgpu: tensor '${this.name}' is already placed`);
+    this.#pending = undefined;
+    this.#bindTo(base.base ?? base, base.offset + offset);
   }
 
   /** Uninitialised tensor, owned by the tape (released when it is cleared). */
@@ -136,7 +186,8 @@ export class Tensor {
   }
 
   get buffer(): GPUBuffer {
-    if (!this.#buffer || this.base?.released) {
+    this.#pending?.();
+    if (!this.#buffer || this.#base?.released) {
       throw new Error(
         `flowgpu: tensor '${this.name}' ${fmtShape(this.shape)} was released; ` +
           "it cannot be used after the tape was cleared or release() was called (keep() it)",
@@ -146,7 +197,8 @@ export class Tensor {
   }
 
   get released(): boolean {
-    return this.#buffer === undefined || (this.base?.released ?? false);
+    if (this.#pending) return false;
+    return this.#buffer === undefined || (this.#base?.released ?? false);
   }
 
   write(data: ArrayLike<number>): this {
@@ -186,18 +238,21 @@ export class Tensor {
   }
 
   release(): void {
-    if (this.#buffer && !this.base) releaseBuffer(this.#buffer);
+    this.#pending = undefined;
+    if (this.#buffer && !this.#base) releaseBuffer(this.#buffer);
     this.#buffer = undefined;
     owned.delete(this);
-    if (this.grad) {
-      this.grad.release();
-      this.grad = undefined;
-    }
+    if (this.grad && this.grad !== this.gradSlot) this.grad.release();
+    this.grad = undefined;
   }
 
-  /** Drop the gradient (its buffer returns to the pool). */
+  /**
+   * Drop the gradient: its buffer returns to the pool, or, for a parameter of a flat group, its
+   * slot is zeroed (a group's optimizer zeroes the whole group with one dispatch instead).
+   */
   zeroGrad(): void {
-    this.grad?.release();
+    if (this.grad && this.grad === this.gradSlot) zeroSlot(this.grad);
+    else this.grad?.release();
     this.grad = undefined;
   }
 }

@@ -1,0 +1,66 @@
+// A plain convolutional autoencoder: the smallest model on the platform, and the shape every
+// VAE-family model starts from. Encoder: two stride-2 convolutions and a linear map to a code
+// z; decoder: a linear map back and two depth-to-space upsamplings (unsqueeze, Glow's inverse
+// squeeze). Trained on mean squared error of pixels in [0, 1].
+import { Conv2d, Linear } from "../nn/layers.ts";
+import type { Scope } from "../nn/store.ts";
+import { relu, sigmoid, square, sub } from "../ops/elementwise.ts";
+import { mean } from "../ops/reduce.ts";
+import { reshape } from "../ops/shape.ts";
+import { unsqueeze } from "../ops/squeeze.ts";
+import { fmtShape, type Tensor } from "../ops/tensor.ts";
+
+export interface AutoencoderConfig {
+  channels: number;
+  /** Height and width, a multiple of 4. */
+  size: number;
+  /** Hidden channels of the first convolution (the second has twice as many). */
+  hidden: number;
+  latent: number;
+}
+
+export class Autoencoder {
+  readonly enc1: Conv2d;
+  readonly enc2: Conv2d;
+  readonly toCode: Linear;
+  readonly fromCode: Linear;
+  readonly dec1: Conv2d;
+  readonly dec2: Conv2d;
+
+  constructor(s: Scope, readonly cfg: AutoencoderConfig) {
+    const { channels: c, size, hidden: h, latent } = cfg;
+    if (size % 4) throw new Error(`flowgpu: ae: size ${size} is not a multiple of 4`);
+    const cells = 2 * h * (size / 4) ** 2;
+    const enc = s.child("encoder"), dec = s.child("decoder");
+    this.enc1 = new Conv2d(enc.child("conv1"), c, h, 3, { stride: 2 });
+    this.enc2 = new Conv2d(enc.child("conv2"), h, 2 * h, 3, { stride: 2 });
+    this.toCode = new Linear(enc.child("code"), cells, latent);
+    this.fromCode = new Linear(dec.child("code"), latent, cells);
+    this.dec1 = new Conv2d(dec.child("conv1"), 2 * h, 4 * h, 3);
+    this.dec2 = new Conv2d(dec.child("conv2"), h, 4 * c, 3);
+  }
+
+  encode(x: Tensor): Tensor {
+    const { channels: c, size } = this.cfg;
+    const s = x.shape;
+    if (s.length !== 4 || s[1] !== c || s[2] !== size || s[3] !== size) {
+      throw new Error(`flowgpu: ae: input ${fmtShape(s)} is not [N, ${c}, ${size}, ${size}]`);
+    }
+    const h = relu(this.enc2.apply(relu(this.enc1.apply(x))));
+    return this.toCode.apply(reshape(h, [s[0], -1]));
+  }
+
+  /** Pixels in (0, 1). */
+  decode(z: Tensor): Tensor {
+    const q = this.cfg.size / 4;
+    const h = relu(reshape(this.fromCode.apply(z), [z.shape[0], 2 * this.cfg.hidden, q, q]));
+    const up = relu(unsqueeze(this.dec1.apply(h)));
+    return sigmoid(unsqueeze(this.dec2.apply(up)));
+  }
+
+  /** Mean squared error of the reconstruction, per pixel. */
+  loss(x: Tensor): { loss: Tensor; recon: Tensor } {
+    const recon = this.decode(this.encode(x));
+    return { loss: mean(square(sub(recon, x))), recon };
+  }
+}

@@ -1,0 +1,101 @@
+// Reusable layers on a parameter store. A layer declares its parameters in its scope with an init
+// and knows nothing of optimizers or files; `apply` records on the tape like any op.
+import { actnorm, actnormInit } from "../ops/actnorm.ts";
+import { conv2d } from "../ops/conv.ts";
+import { exp, mul, scale } from "../ops/elementwise.ts";
+import { linear } from "../ops/matmul.ts";
+import type { Tensor } from "../ops/tensor.ts";
+import { type Flag, type Init, normal, type Scope, zeros } from "./store.ts";
+
+/** He-style default: N(0, 1/fan_in) scaled by `gain`. */
+export const fanIn = (fanIn: number, gain = 1): Init => normal(gain / Math.sqrt(fanIn));
+
+/** x [N, In] -> x Wᵀ + b, W [Out, In]. */
+export class Linear {
+  readonly w: Tensor;
+  readonly b?: Tensor;
+
+  constructor(
+    s: Scope,
+    inp: number,
+    out: number,
+    o: { bias?: boolean; init?: Init } = {},
+  ) {
+    this.w = s.param("weight", [out, inp], o.init ?? fanIn(inp));
+    if (o.bias ?? true) this.b = s.param("bias", [out], zeros);
+  }
+
+  apply(x: Tensor): Tensor {
+    return linear(x, this.w, this.b);
+  }
+}
+
+/** 2-D convolution [N, Ci, H, W] -> [N, Co, H', W'] (square kernel, zero padding). */
+export class Conv2d {
+  readonly w: Tensor;
+  readonly b?: Tensor;
+  readonly padding: number;
+  readonly stride: 1 | 2;
+
+  constructor(
+    s: Scope,
+    cin: number,
+    cout: number,
+    k: number,
+    o: { bias?: boolean; init?: Init; padding?: number; stride?: 1 | 2 } = {},
+  ) {
+    this.w = s.param("weight", [cout, cin, k, k], o.init ?? fanIn(cin * k * k));
+    if (o.bias ?? true) this.b = s.param("bias", [cout], zeros);
+    this.padding = o.padding ?? Math.floor(k / 2);
+    this.stride = o.stride ?? 1;
+  }
+
+  apply(x: Tensor): Tensor {
+    return conv2d(x, this.w, { bias: this.b, padding: this.padding, stride: this.stride });
+  }
+}
+
+/**
+ * Glow's zero-initialised output convolution: (conv3x3(x) + b) * exp(3 * logscale), so a flow
+ * starts as the identity and the scale can still grow fast.
+ */
+export class ZeroConv {
+  readonly w: Tensor;
+  readonly b: Tensor;
+  readonly logscale: Tensor;
+
+  constructor(s: Scope, cin: number, cout: number) {
+    this.w = s.param("weight", [cout, cin, 3, 3], zeros);
+    this.b = s.param("bias", [cout], zeros);
+    this.logscale = s.param("logscale", [cout], zeros);
+  }
+
+  apply(x: Tensor): Tensor {
+    return mul(conv2d(x, this.w, { bias: this.b, padding: 1 }), exp(scale(this.logscale, 3)));
+  }
+}
+
+/**
+ * Per-channel y = exp(a) x + b whose first call sets a and b from the batch it sees (zero mean,
+ * unit variance per channel). The layer owns that "initialised" flag; checkpoints carry it, so a
+ * loaded model never re-initialises.
+ */
+export class ActNorm {
+  readonly a: Tensor;
+  readonly b: Tensor;
+  readonly initialized: Flag;
+
+  constructor(s: Scope, channels: number) {
+    this.a = s.param("logscale", [channels], zeros);
+    this.b = s.param("bias", [channels], zeros);
+    this.initialized = s.flag("initialized");
+  }
+
+  apply(x: Tensor): Tensor {
+    if (!this.initialized.value) {
+      actnormInit(x, this.a, this.b);
+      this.initialized.value = true;
+    }
+    return actnorm(x, this.a, this.b);
+  }
+}
