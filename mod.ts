@@ -18,7 +18,11 @@
 
 // GPU runtime
 export { device, deviceInfo, flush, initGpu, poolStats, sync } from "./src/gpu/mod.ts";
-export { kernel } from "./src/gpu/kernel.ts";
+export type { DeviceInfo } from "./src/gpu/device.ts";
+export type { Bindable, Dispatch, Param } from "./src/gpu/encoder.ts";
+export type { Constants } from "./src/gpu/kernels.ts";
+export type { Access } from "./src/gpu/kernel_check.ts";
+export { type Bindings, type Kernel, kernel, type Launch, type Slot } from "./src/gpu/kernel.ts";
 
 // Tensors and autodiff
 export { type Shape, Tensor } from "./src/ops/tensor.ts";
@@ -72,7 +76,7 @@ export { actnorm, actnormInit, actnormInverse, actnormLogdet } from "./src/ops/a
 export { affineCoupling, affineCouplingInverse } from "./src/ops/coupling.ts";
 export { squeeze, unsqueeze } from "./src/ops/squeeze.ts";
 export { inverseLogdet } from "./src/ops/linalg.ts";
-export { Adam, type AdamOptions } from "./src/ops/adam.ts";
+export { Adam, type AdamOptions, type Group as AdamGroup } from "./src/ops/adam.ts";
 
 // Layers and parameters
 export {
@@ -81,6 +85,7 @@ export {
   Group,
   type Init,
   normal,
+  type ParamSlot,
   ParamStore,
   Scope,
   uniform,
@@ -100,11 +105,11 @@ export {
   InvConv1x1,
   SplitPrior,
 } from "./src/models/flow.ts";
-export { defaultGlowConfig, Glow, type GlowConfig } from "./src/models/glow.ts";
+export { defaultGlowConfig, Glow, type GlowConfig, type GlowLevel } from "./src/models/glow.ts";
 export { Autoencoder, type AutoencoderConfig } from "./src/models/ae.ts";
 
 // Training
-export { loadMnist } from "./src/data/mnist.ts";
+export { loadMnist, type Mnist } from "./src/data/mnist.ts";
 export type {
   Config,
   Evaluation,
@@ -115,5 +120,15 @@ export type {
   Update,
 } from "./src/train/task.ts";
 export { defineTask } from "./src/train/task.ts";
-export { Session, train } from "./src/train/trainer.ts";
+export { type AnyConfig, Session, train } from "./src/train/trainer.ts";
+export { GpuMetrics, type Summary } from "./src/train/metrics.ts";
+export type { RunState } from "./src/train/state.ts";
+export type {
+  Flag as FlagSpec,
+  FlagTable,
+  Value as FlagValue,
+  Values,
+  Widen,
+} from "./src/train/flags.ts";
+export { type TrainerFlags, trainerFlags } from "./src/train/trainer_flags.ts";
 export { tasks } from "./src/train/registry.ts";

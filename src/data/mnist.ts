@@ -18,12 +18,17 @@ export interface IdxImages {
   pixels: Uint8Array;
 }
 
+/** An MNIST split in memory, padded to 32x32 (Glow needs sizes divisible by 2^levels). */
 export interface Mnist {
   /** count*32*32 bytes, 0..255, each 28x28 digit centred with a 2-pixel zero border. */
   images: Uint8Array;
+  /** count digit labels, 0..9. */
   labels: Uint8Array;
+  /** Number of examples. */
   count: number;
+  /** Image height in pixels. */
   height: 32;
+  /** Image width in pixels. */
   width: 32;
 }
 

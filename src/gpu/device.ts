@@ -1,10 +1,15 @@
 // Adapter and device acquisition. One device per process: every tensor, pipeline and buffer
 // belongs to it, so it is created once and shared.
 
+/** What the chosen adapter reported, for logs and run metadata. */
 export interface DeviceInfo {
+  /** Adapter description, or its device name; "unknown" when the adapter gives neither. */
   description: string;
+  /** Adapter vendor as WebGPU reports it (may be empty). */
   vendor: string;
+  /** Whether the adapter calls itself a fallback (software) adapter; false when it does not say. */
   isFallback: boolean;
+  /** Whether the device was created with "timestamp-query" (needed for kernel profiling). */
   timestamps: boolean;
 }
 
@@ -26,6 +31,7 @@ export function device(): GPUDevice {
   return current;
 }
 
+/** The acquired adapter's description; throws before `getDevice()`/`initGpu()` resolved. */
 export function deviceInfo(): DeviceInfo {
   if (!info) throw new Error("flowgpu: no device yet; await getDevice() first");
   return info;

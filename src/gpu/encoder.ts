@@ -102,18 +102,24 @@ function bufferBinding(b: Bindable): GPUBufferBinding {
   return b instanceof GPUBuffer ? { buffer: b } : b.binding;
 }
 
+/** One compute dispatch, batched into the shared command encoder by `dispatch()`. */
 export interface Dispatch {
+  /** Shader file under shaders/, e.g. "conv.wgsl". */
   file: string;
+  /** WGSL entry point in that file. */
   entry: string;
   /**
    * Storage buffers at bindings 1..n, in order (`undefined` skips a binding the entry point does
    * not use); the uniform is binding 0 when `params` is set.
    */
   buffers: (Bindable | undefined)[];
+  /** Words of the uniform at binding 0 (u32 integers, or `f32()`-wrapped floats). */
   params?: Param[];
+  /** Pipeline-overridable constants (`override` in WGSL), e.g. `{ OP: 2, WG: 64 }`. */
   constants?: Constants;
   /** Workgroup counts, or a total invocation count for 1-D kernels (folded into y past 65,535). */
   groups?: [number, number?, number?];
+  /** Total invocations of a 1-D kernel; workgroups are derived with `fold` (used without `groups`). */
   threads?: number;
 }
 

@@ -25,12 +25,20 @@ export type Launch<S> =
   & Omit<Dispatch, "file" | "entry" | "buffers" | "params">
   & ("params" extends keyof S ? { params: Param[] } : { params?: never });
 
+/** A typed handle on one WGSL entry point, made by `kernel()`. */
 export interface Kernel<S> {
+  /** Shader file under shaders/. */
   readonly file: string;
+  /** WGSL entry point. */
   readonly entry: string;
+  /** Encode one dispatch with these buffers (by binding name) and launch size/params. */
   run(bindings: Bindings<S>, launch: Launch<S>): void;
 }
 
+/**
+ * Declare a kernel: `slots` names each binding as the WGSL declares it (`"@1 read x"`); the
+ * declaration is checked against the shader when the shaders load, and `run` is typed by it.
+ */
 export function kernel<const S extends Record<string, Slot>>(
   file: string,
   entry: string,

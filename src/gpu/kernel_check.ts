@@ -3,6 +3,7 @@
 // body and the functions it calls (WGSL's own "statically accessed" rule, which is also what
 // layout "auto" puts in the bind group layout). Pure: no device, no files.
 
+/** How a binding is declared in WGSL: `var<storage, read>`, `var<storage, read_write>` or `var<uniform>`. */
 export type Access = "read" | "read_write" | "uniform";
 
 /** One named binding of a handle: TS name -> WGSL variable at @group(0) @binding(n). */

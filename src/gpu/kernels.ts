@@ -15,6 +15,7 @@ const preludeLines = prelude.split("\n").length;
 const modules = new Map<string, Promise<GPUShaderModule>>();
 const pipelines = new Map<string, GPUComputePipeline>();
 
+/** Values for WGSL `override` constants by name; each distinct set compiles its own pipeline. */
 export type Constants = Record<string, number>;
 
 function pipelineKey(file: string, entry: string, constants?: Constants): string {

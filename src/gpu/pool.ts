@@ -20,6 +20,10 @@ const sizes = new WeakMap<GPUBuffer, number>();
 const ids = new WeakMap<GPUBuffer, number>();
 let nextId = 1;
 
+/**
+ * Live counters of the buffer pool: bytes and buffers borrowed by tensors now, bytes of every
+ * buffer ever created, and how many were created. Read them to spot leaks between steps.
+ */
 export const poolStats = { liveBytes: 0, liveBuffers: 0, totalBytes: 0, created: 0 };
 
 export function acquireBuffer(bytes: number): GPUBuffer {

@@ -10,23 +10,37 @@ import { reshape } from "../ops/shape.ts";
 import { unsqueeze } from "../ops/squeeze.ts";
 import { fmtShape, type Tensor } from "../ops/tensor.ts";
 
+/** Shape of an `Autoencoder`. */
 export interface AutoencoderConfig {
+  /** Image channels. */
   channels: number;
   /** Height and width, a multiple of 4. */
   size: number;
   /** Hidden channels of the first convolution (the second has twice as many). */
   hidden: number;
+  /** Length of the code z. */
   latent: number;
 }
 
+/**
+ * Convolutional autoencoder: x [N, C, S, S] -> code z [N, latent] -> pixels in (0, 1), trained on
+ * mean squared error.
+ */
 export class Autoencoder {
+  /** 3x3 stride-2 convolution C -> hidden (S -> S/2). */
   readonly enc1: Conv2d;
+  /** 3x3 stride-2 convolution hidden -> 2 hidden (S/2 -> S/4). */
   readonly enc2: Conv2d;
+  /** Linear map from the flattened features to the code. */
   readonly toCode: Linear;
+  /** Linear map from the code back to [2 hidden, S/4, S/4] features. */
   readonly fromCode: Linear;
+  /** 3x3 convolution to 4 hidden channels, then depth-to-space to S/2. */
   readonly dec1: Conv2d;
+  /** 3x3 convolution to 4 C channels, then depth-to-space to S. */
   readonly dec2: Conv2d;
 
+  /** Declares the encoder and decoder parameters under `s` (`encoder.*`, `decoder.*`). */
   constructor(s: Scope, readonly cfg: AutoencoderConfig) {
     const { channels: c, size, hidden: h, latent } = cfg;
     if (size % 4) throw new Error(`flowgpu: ae: size ${size} is not a multiple of 4`);
@@ -40,6 +54,7 @@ export class Autoencoder {
     this.dec2 = new Conv2d(dec.child("conv2"), h, 4 * c, 3);
   }
 
+  /** The code of a batch: [N, C, S, S] -> [N, latent]. */
   encode(x: Tensor): Tensor {
     const { channels: c, size } = this.cfg;
     const s = x.shape;

@@ -16,7 +16,9 @@ import { noGrad } from "../ops/tape.ts";
 import type { Tensor } from "../ops/tensor.ts";
 import { luDecompose, randomRotation } from "./lu.ts";
 
+/** An invertible layer: y and its per-sample log-det (undefined means 0). */
 export interface FlowLayer {
+  /** y = f(x) and log|det df/dx|, recorded on the tape. */
   forward(x: Tensor): { y: Tensor; logdet?: Tensor };
   /** x and the inverse's log-det (the negative of the forward's at that x). */
   inverse(y: Tensor): { x: Tensor; logdet?: Tensor };
@@ -31,17 +33,21 @@ export function addLogdet(a?: Tensor, b?: Tensor): Tensor | undefined {
 
 /** Per-channel affine with data-dependent init; as a flow layer it adds S * sum(a) to the log-det. */
 export class ActNorm implements FlowLayer {
+  /** The underlying layer (its parameters and initialised flag). */
   readonly layer: ActNormLayer;
 
+  /** Declares the layer's parameters in `s`. */
   constructor(s: Scope, channels: number) {
     this.layer = new ActNormLayer(s, channels);
   }
 
-  forward(x: Tensor) {
+  /** y = exp(a) x + b with log-det H * W * sum(a), the same for every sample ([1]). */
+  forward(x: Tensor): { y: Tensor; logdet: Tensor } {
     return { y: this.layer.apply(x), logdet: actnormLogdet(x, this.layer.a) };
   }
 
-  inverse(y: Tensor) {
+  /** x = (y - b) exp(-a), and the negated log-det; records nothing. */
+  inverse(y: Tensor): { x: Tensor; logdet: Tensor } {
     const { a, b } = this.layer;
     return noGrad(() => ({
       x: actnormInverse(y, a, b),
@@ -56,7 +62,9 @@ export class ActNorm implements FlowLayer {
  * forward (one per training step), and W^-1 only when inverting.
  */
 export class InvConv1x1 implements FlowLayer {
+  /** Channels (W is [c, c]). */
   readonly c: number;
+  /** Whether W is parameterised in LU form. */
   readonly lu: boolean;
   #w?: Tensor;
   #lower?: Tensor;
@@ -68,6 +76,7 @@ export class InvConv1x1 implements FlowLayer {
   #upperMask?: Tensor;
   #eye?: Tensor;
 
+  /** Starts from a random rotation drawn from the store's RNG. */
   constructor(s: Scope, c: number, lu: boolean) {
     this.c = c;
     this.lu = lu;
@@ -112,13 +121,15 @@ export class InvConv1x1 implements FlowLayer {
     return this.lu ? sum(this.#logS!) : inverseLogdet(this.#w!).logabsdet;
   }
 
-  forward(x: Tensor) {
+  /** y = W x at every pixel, log-det H * W * log|det W| ([1]). */
+  forward(x: Tensor): { y: Tensor; logdet: Tensor } {
     const c = this.c;
     const y = conv2d(x, reshape(this.weight(), [c, c, 1, 1]), { padding: 0 });
     return { y, logdet: scale(this.logAbsDet(), pixels(x)) };
   }
 
-  inverse(y: Tensor) {
+  /** x = W⁻¹ y, with the log-det computed from W⁻¹; records nothing. */
+  inverse(y: Tensor): { x: Tensor; logdet: Tensor } {
     return noGrad(() => {
       const inv = inverseLogdet(this.weight()).inv;
       // log|det W^-1| from W^-1 itself, so forward + inverse = 0 is a real check.
@@ -130,12 +141,18 @@ export class InvConv1x1 implements FlowLayer {
 
 /** NN(x_a): conv3x3 -> actnorm -> relu -> conv1x1 -> actnorm -> relu -> zero conv3x3. */
 export class CouplingNet {
+  /** 3x3 convolution weight, [width, cin, 3, 3]. */
   readonly w1: Tensor;
+  /** Actnorm after the first convolution. */
   readonly an1: ActNormLayer;
+  /** 1x1 convolution weight, [width, width, 1, 1]. */
   readonly w2: Tensor;
+  /** Actnorm after the second convolution. */
   readonly an2: ActNormLayer;
+  /** Zero-initialised 3x3 output convolution to `cout` channels. */
   readonly out: ZeroConv;
 
+  /** Declares the network's parameters in `s`. */
   constructor(s: Scope, cin: number, width: number, cout: number) {
     this.w1 = s.param("conv1.weight", [width, cin, 3, 3], normal(0.05));
     this.an1 = new ActNormLayer(s.child("actnorm1"), width);
@@ -144,6 +161,7 @@ export class CouplingNet {
     this.out = new ZeroConv(s.child("conv3"), width, cout);
   }
 
+  /** [N, cin, H, W] -> [N, cout, H, W], recorded on the tape. */
   apply(xa: Tensor): Tensor {
     // The inner actnorms are plain normalisations: no log-det.
     const h1 = relu(this.an1.apply(conv2d(xa, this.w1, { padding: 1 })));
@@ -154,15 +172,19 @@ export class CouplingNet {
 
 /** Affine (sigmoid(r + 2) scale) or additive coupling; x_a = x[:C/2] passes through. */
 export class Coupling implements FlowLayer {
+  /** The network computing the transform of x_b from x_a. */
   readonly nn: CouplingNet;
+  /** Channels of x_a (C / 2). */
   readonly half: number;
 
+  /** Declares the coupling network (hidden `width`) in `s.nn`. */
   constructor(s: Scope, c: number, width: number, readonly affine: boolean) {
     this.half = c / 2;
     this.nn = new CouplingNet(s.child("nn"), this.half, width, affine ? c : c - this.half);
   }
 
-  forward(x: Tensor) {
+  /** y = [x_a, transformed x_b]; log-det per sample ([N]) when affine, none when additive. */
+  forward(x: Tensor): { y: Tensor; logdet?: Tensor } {
     const [xa, xb] = splitChannels(x, [this.half, x.shape[1] - this.half]);
     const h = this.nn.apply(xa);
     if (!this.affine) return { y: concatChannels([xa, add(xb, h)]) };
@@ -170,7 +192,8 @@ export class Coupling implements FlowLayer {
     return { y: concatChannels([xa, yb]), logdet: sumPerSample(logs) };
   }
 
-  inverse(y: Tensor) {
+  /** x from y, and the inverse's per-sample log-det when affine; records nothing. */
+  inverse(y: Tensor): { x: Tensor; logdet?: Tensor } {
     return noGrad(() => {
       const [ya, yb] = splitChannels(y, [this.half, y.shape[1] - this.half]);
       const h = this.nn.apply(ya);
@@ -183,8 +206,10 @@ export class Coupling implements FlowLayer {
 
 /** One Glow step: actnorm -> invertible 1x1 conv -> coupling. */
 export class FlowStep implements FlowLayer {
+  /** Actnorm, invertible 1x1 convolution and coupling, in forward order. */
   readonly layers: FlowLayer[];
 
+  /** Declares the three layers under `s` (`actnorm`, `invconv`, `coupling`). */
   constructor(s: Scope, c: number, width: number, o: { lu: boolean; affine: boolean }) {
     this.layers = [
       new ActNorm(s.child("actnorm"), c),
@@ -193,7 +218,8 @@ export class FlowStep implements FlowLayer {
     ];
   }
 
-  forward(x: Tensor) {
+  /** The three layers in order; their log-dets summed. */
+  forward(x: Tensor): { y: Tensor; logdet?: Tensor } {
     let logdet: Tensor | undefined;
     for (const layer of this.layers) {
       const r = layer.forward(x);
@@ -203,7 +229,8 @@ export class FlowStep implements FlowLayer {
     return { y: x, logdet };
   }
 
-  inverse(y: Tensor) {
+  /** The three inverses in reverse order; their log-dets summed. Records nothing. */
+  inverse(y: Tensor): { x: Tensor; logdet?: Tensor } {
     let logdet: Tensor | undefined;
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const r = this.layers[i].inverse(y);
@@ -219,14 +246,18 @@ export class FlowStep implements FlowLayer {
  * z2 ~ N(mu, exp(logstd)^2) where (mu, logstd) = even/odd channels of ZeroConv(z1).
  */
 export class SplitPrior {
+  /** Zero-initialised convolution z1 -> (mu, logstd), interleaved as even/odd channels. */
   readonly conv: ZeroConv;
+  /** Channels of z1 (C / 2). */
   readonly half: number;
 
+  /** Declares the prior's convolution in `s.prior`. */
   constructor(s: Scope, c: number) {
     this.half = c / 2;
     this.conv = new ZeroConv(s.child("prior"), this.half, 2 * (c - this.half));
   }
 
+  /** (mu, logstd) of z2 given z1, each shaped like z2. */
   prior(z1: Tensor): [Tensor, Tensor] {
     return evenOddChannels(this.conv.apply(z1));
   }

@@ -17,17 +17,23 @@ import { fmtShape, Tensor } from "../ops/tensor.ts";
 import { Rng } from "../util/rng.ts";
 import { addLogdet, FlowStep, SplitPrior } from "./flow.ts";
 
+/** Shape and options of a `Glow` (defaults in `defaultGlowConfig`). */
 export interface GlowConfig {
   /** Image channels, height, width. */
   channels: number;
+  /** Image height in pixels (divisible by 2^levels). */
   height: number;
+  /** Image width in pixels (divisible by 2^levels). */
   width: number;
+  /** Number of squeeze-steps-split levels (L). */
   levels: number;
   /** Steps per level (K). */
   depth: number;
   /** Hidden channels of the coupling networks. */
   hidden: number;
+  /** Affine couplings (true) or additive ones (false). */
   affine: boolean;
+  /** LU-parameterised 1x1 convolutions (true) or plain W with a GPU LU log-det (false). */
   lu: boolean;
   /** Bit depth n of the data (bits/dim adds n for x = (k + u) / 2^n - 1/2). */
   nBits: number;
@@ -37,6 +43,7 @@ export interface GlowConfig {
   seed: number;
 }
 
+/** The defaults: 1x32x32 images, 3 levels of 8 steps, 128 hidden channels, affine, LU, 8 bits. */
 export const defaultGlowConfig: GlowConfig = {
   channels: 1,
   height: 32,
@@ -51,17 +58,28 @@ export const defaultGlowConfig: GlowConfig = {
   seed: 1,
 };
 
-interface Level {
+/** One level of a Glow, after its squeeze: K flow steps, then a split (except the last). */
+export interface GlowLevel {
+  /** The K flow steps. */
   steps: FlowStep[];
+  /** The split with its learned prior; undefined on the last level. */
   split?: SplitPrior;
 }
 
+/**
+ * Multi-scale Glow: L levels of squeeze, K flow steps and a split with a learned prior, with a
+ * Gaussian (optionally class-conditional) prior at the top. Computes log p(x) and samples.
+ */
 export class Glow {
+  /** The full configuration (defaults filled in). */
   readonly cfg: GlowConfig;
+  /** Where the parameters live (`flow.*` by default). */
   readonly scope: Scope;
-  readonly levels: Level[] = [];
+  /** The levels, from the image's resolution down. */
+  readonly levels: GlowLevel[] = [];
   /** Shapes (without N) of z_1 .. z_L. */
   readonly latentShapes: number[][] = [];
+  /** Dimensions of an image (C * H * W), for bits/dim. */
   readonly dims: number;
   #embedding?: Tensor;
   #classifier?: Linear;
@@ -102,6 +120,7 @@ export class Glow {
     }
   }
 
+  /** The parameter store of `scope`. */
   get store(): ParamStore {
     return this.scope.store;
   }
@@ -254,7 +273,7 @@ export class Glow {
    * n samples at temperature T (std scaled by T); labels pick the classes of a class-conditional
    * model. Noise comes from `rng`, so a seeded rng gives reproducible samples.
    */
-  sample(n: number, temperature = 1, rng = new Rng(1), labels?: ArrayLike<number>): Tensor {
+  sample(n: number, temperature = 1, rng: Rng = new Rng(1), labels?: ArrayLike<number>): Tensor {
     return noGrad(() => {
       const [c, h, w] = this.latentShapes[this.latentShapes.length - 1];
       const eps = Tensor.from(rng.normalArray(n * c * h * w, temperature), [n, c, h, w]);

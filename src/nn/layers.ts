@@ -12,9 +12,12 @@ export const fanIn = (fanIn: number, gain = 1): Init => normal(gain / Math.sqrt(
 
 /** x [N, In] -> x Wᵀ + b, W [Out, In]. */
 export class Linear {
+  /** Weight, [Out, In] (parameter `weight`). */
   readonly w: Tensor;
+  /** Bias, [Out] (parameter `bias`), unless made with `bias: false`. */
   readonly b?: Tensor;
 
+  /** Declares `weight` (default init `fanIn(inp)`) and `bias` (zeros) in scope `s`. */
   constructor(
     s: Scope,
     inp: number,
@@ -25,6 +28,7 @@ export class Linear {
     if (o.bias ?? true) this.b = s.param("bias", [out], zeros);
   }
 
+  /** [N, In] -> [N, Out], recorded on the tape. */
   apply(x: Tensor): Tensor {
     return linear(x, this.w, this.b);
   }
@@ -32,11 +36,16 @@ export class Linear {
 
 /** 2-D convolution [N, Ci, H, W] -> [N, Co, H', W'] (square kernel, zero padding). */
 export class Conv2d {
+  /** Weight, [Co, Ci, K, K] (parameter `weight`). */
   readonly w: Tensor;
+  /** Bias, [Co] (parameter `bias`), unless made with `bias: false`. */
   readonly b?: Tensor;
+  /** Zero padding on every side (default floor(K / 2), "same" at stride 1 for odd K). */
   readonly padding: number;
+  /** Step in both directions. */
   readonly stride: 1 | 2;
 
+  /** Declares a K x K convolution's `weight` (default `fanIn(cin * k * k)`) and `bias` in `s`. */
   constructor(
     s: Scope,
     cin: number,
@@ -50,6 +59,7 @@ export class Conv2d {
     this.stride = o.stride ?? 1;
   }
 
+  /** [N, Ci, H, W] -> [N, Co, H', W'], recorded on the tape. */
   apply(x: Tensor): Tensor {
     return conv2d(x, this.w, { bias: this.b, padding: this.padding, stride: this.stride });
   }
@@ -60,16 +70,21 @@ export class Conv2d {
  * starts as the identity and the scale can still grow fast.
  */
 export class ZeroConv {
+  /** Weight, [Co, Ci, 3, 3], initially 0. */
   readonly w: Tensor;
+  /** Bias, [Co], initially 0. */
   readonly b: Tensor;
+  /** Per-channel log-scale, [Co], initially 0; the output is scaled by exp(3 * logscale). */
   readonly logscale: Tensor;
 
+  /** Declares `weight`, `bias` and `logscale`, all zeros, in scope `s`. */
   constructor(s: Scope, cin: number, cout: number) {
     this.w = s.param("weight", [cout, cin, 3, 3], zeros);
     this.b = s.param("bias", [cout], zeros);
     this.logscale = s.param("logscale", [cout], zeros);
   }
 
+  /** [N, Ci, H, W] -> [N, Co, H, W], recorded on the tape. */
   apply(x: Tensor): Tensor {
     return mul(conv2d(x, this.w, { bias: this.b, padding: 1 }), exp(scale(this.logscale, 3)));
   }
@@ -81,16 +96,21 @@ export class ZeroConv {
  * loaded model never re-initialises.
  */
 export class ActNorm {
+  /** Per-channel log-scale, [C] (parameter `logscale`). */
   readonly a: Tensor;
+  /** Per-channel bias, [C] (parameter `bias`). */
   readonly b: Tensor;
+  /** Set once a and b were initialised from data (flag `initialized`). */
   readonly initialized: Flag;
 
+  /** Declares `logscale`, `bias` and the `initialized` flag in scope `s`. */
   constructor(s: Scope, channels: number) {
     this.a = s.param("logscale", [channels], zeros);
     this.b = s.param("bias", [channels], zeros);
     this.initialized = s.flag("initialized");
   }
 
+  /** exp(a) x + b on [N, C, ...], initialising a and b from `x` on the first call. */
   apply(x: Tensor): Tensor {
     if (!this.initialized.value) {
       actnormInit(x, this.a, this.b);

@@ -18,9 +18,13 @@ import { Rng } from "../util/rng.ts";
 /** Initial values: an array, or a function of the element count and the store's RNG. */
 export type Init = ArrayLike<number> | ((n: number, rng: Rng) => ArrayLike<number>);
 
-export const zeros: Init = (n) => new Float32Array(n);
+/** Every value 0. */
+export const zeros: Init = (n): Float32Array => new Float32Array(n);
+/** N(0, std²) from the store's RNG. */
 export const normal = (std: number): Init => (n, rng) => rng.normalArray(n, std);
+/** Uniform in [lo, hi) from the store's RNG. */
 export const uniform = (lo: number, hi: number): Init => (n, rng) => rng.uniformArray(n, lo, hi);
+/** Every value `v`. */
 export const constant = (v: number): Init => (n) => new Float32Array(n).fill(v);
 
 const ALIGN = 64;
@@ -29,25 +33,35 @@ const count = (shape: Shape) => shape.reduce((a, b) => a * b, 1);
 
 /** A data-independent boolean a layer owns (actnorm's "initialised"), saved in checkpoints. */
 export interface Flag {
+  /** Current state; a checkpoint saves and restores it. */
   value: boolean;
 }
 
-interface Slot {
+/** Where one parameter lives in its group's flat buffers. */
+export interface ParamSlot {
+  /** Full parameter name (`group.scope.name`). */
   name: string;
+  /** The parameter's shape. */
   shape: Shape;
+  /** First element in the flat buffers (a multiple of 64). */
   offset: number;
 }
 
 /** One group's parameters: values and gradients in one flat buffer each. */
 export class Group {
+  /** The group's trainable parameters, in declaration order (views into `values`). */
   readonly params: Tensor[] = [];
-  readonly slots: Slot[] = [];
+  /** Each parameter's place in the flat buffers, parallel to `params`. */
+  readonly slots: ParamSlot[] = [];
   /** Elements of the flat buffers, padding included. */
   readonly size: number;
+  /** Flat buffer of every parameter's values, [size]. */
   readonly values: Tensor;
+  /** Flat buffer of every parameter's gradient, [size]; backward adds into it. */
   readonly grads: Tensor;
   #frozen = false;
 
+  /** Lay out `entries` (tensors and their initial values) in flat buffers; the store calls this. */
   constructor(readonly name: string, entries: { t: Tensor; data: ArrayLike<number> }[]) {
     let size = 0;
     for (const { t } of entries) {
@@ -95,6 +109,7 @@ export class Group {
     for (const p of this.params) p.grad = undefined;
   }
 
+  /** Number of parameter values, padding excluded. */
   count(): number {
     return this.params.reduce((a, t) => a + t.size, 0);
   }
@@ -102,8 +117,10 @@ export class Group {
 
 /** A prefix into a store: `scope.child("conv1").param("weight", ...)` is `<prefix>.conv1.weight`. */
 export class Scope {
+  /** A scope of `store` whose names start with `prefix` ("" for the root). */
   constructor(readonly store: ParamStore, readonly prefix: string) {}
 
+  /** The nested scope `<prefix>.<name>`. */
   child(name: string): Scope {
     return new Scope(this.store, this.#name(name));
   }
@@ -112,6 +129,7 @@ export class Scope {
     return this.prefix ? `${this.prefix}.${name}` : name;
   }
 
+  /** The store's RNG (inits and random layers such as 1x1 rotations draw from it). */
   get rng(): Rng {
     return this.store.rng;
   }
@@ -126,24 +144,33 @@ export class Scope {
     return this.store.fixed(this.#name(name), shape, init);
   }
 
+  /** A checkpointed boolean flag under this scope, initially false. */
   flag(name: string): Flag {
     return this.store.flag(this.#name(name));
   }
 }
 
+/**
+ * Every named tensor of a model: trainable parameters laid out per group in flat buffers on first
+ * use, fixed tensors and flags, with one seeded RNG for their inits.
+ */
 export class ParamStore {
+  /** Draws every init; checkpoints save its state. */
   readonly rng: Rng;
   /** Every named tensor: parameters (views into group buffers) and fixed tensors. */
-  readonly tensors = new Map<string, Tensor>();
-  readonly flags = new Map<string, Flag>();
+  readonly tensors: Map<string, Tensor> = new Map();
+  /** Every flag by full name. */
+  readonly flags: Map<string, Flag> = new Map();
   readonly #groups = new Map<string, Group>();
   #pending: { t: Tensor; data: ArrayLike<number> }[] = [];
   #laidOut = false;
 
+  /** A store whose inits draw from `seed` (a number, or an Rng to share). */
   constructor(seed: number | Rng = 1) {
     this.rng = typeof seed === "number" ? new Rng(seed) : seed;
   }
 
+  /** The scope `name` (the root when empty); its first name component is the group. */
   scope(name = ""): Scope {
     return new Scope(this, name);
   }
@@ -164,6 +191,7 @@ export class ParamStore {
     return data;
   }
 
+  /** Declare trainable parameter `name`; it must come before the first use of any parameter. */
   param(name: string, shape: Shape, init: Init): Tensor {
     this.#claim(name);
     if (this.#laidOut) {
@@ -179,6 +207,7 @@ export class ParamStore {
     return t;
   }
 
+  /** Declare a checkpointed tensor that is never trained (a permutation, a mask). */
   fixed(name: string, shape: Shape, init: Init): Tensor {
     this.#claim(name);
     const t = Tensor.constant(this.#values(name, shape, init), shape, name);
@@ -186,6 +215,7 @@ export class ParamStore {
     return t;
   }
 
+  /** Declare flag `name`, initially false. */
   flag(name: string): Flag {
     if (this.flags.has(name)) throw new Error(`flowgpu: flag ${name} defined twice`);
     const f = { value: false };
@@ -213,6 +243,7 @@ export class ParamStore {
     return [...this.#groups.values()];
   }
 
+  /** The group `name`; throws, listing the groups, when there is none. */
   group(name: string): Group {
     this.layout();
     const g = this.#groups.get(name);
@@ -229,6 +260,7 @@ export class ParamStore {
     return (groups ? groups.map((g) => this.group(g)) : this.groups()).flatMap((g) => g.params);
   }
 
+  /** Number of trainable values (of the named groups, or all). */
   count(groups?: string[]): number {
     return this.params(groups).reduce((a, t) => a + t.size, 0);
   }
@@ -238,10 +270,12 @@ export class ParamStore {
     return Object.fromEntries([...this.flags].map(([k, f]) => [k, f.value]));
   }
 
+  /** Set flags from `flagState()` output; flags it does not name keep their value. */
   loadFlags(state: Record<string, boolean>): void {
     for (const [k, f] of this.flags) f.value = state[k] ?? f.value;
   }
 
+  /** Free every buffer of the store (parameters, gradients, fixed tensors) and forget them. */
   release(): void {
     for (const g of this.#groups.values()) {
       for (const p of g.params) {

@@ -24,10 +24,15 @@ const ADAM = kernel(FILE, "adam", {
   v: "@5 read_write ad_v",
 });
 
+/** Hyperparameters of `Adam`; the defaults are PyTorch's. */
 export interface AdamOptions {
+  /** Learning rate (default 1e-3); `step(lr)` can override it per step. */
   lr?: number;
+  /** Decay of the first-moment average (default 0.9). */
   beta1?: number;
+  /** Decay of the second-moment average (default 0.999). */
   beta2?: number;
+  /** Added to sqrt(v̂) in the denominator (default 1e-8). */
   eps?: number;
   /** Decoupled weight decay (AdamW): p -= lr * wd * p. */
   weightDecay?: number;
@@ -37,12 +42,19 @@ export interface AdamOptions {
 
 /** What Adam needs of a parameter group (src/nn/store.ts): flat values and gradients. */
 export interface Group {
+  /** Group name (names the moment tensors). */
   readonly name: string;
+  /** Elements of the flat buffers, padding included. */
   readonly size: number;
+  /** Flat parameter values, [size]; updated in place. */
   readonly values: Tensor;
+  /** Flat gradients, [size]. */
   readonly grads: Tensor;
+  /** The parameters viewing into `values`. */
   readonly params: Tensor[];
+  /** Zero every gradient of the group. */
   zeroGrad(): void;
+  /** Per-parameter views of a flat tensor of this layout, named `<prefix><param name>`. */
   views(flat: Tensor, prefix: string): Map<string, Tensor>;
 }
 
@@ -54,14 +66,23 @@ export interface Group {
  * with zeroed gradients; a group that should not move belongs to another optimizer.
  */
 export class Adam {
+  /** The parameter groups this optimizer updates. */
   readonly groups: Group[];
+  /** First moments, one flat tensor per group in the group's layout. */
   readonly m: Tensor[];
+  /** Second moments, one flat tensor per group in the group's layout. */
   readonly v: Tensor[];
+  /** Learning rate used when `step()` is called without one. */
   lr: number;
+  /** First-moment decay. */
   readonly beta1: number;
+  /** Second-moment decay. */
   readonly beta2: number;
+  /** Denominator epsilon. */
   readonly eps: number;
+  /** Decoupled weight decay factor. */
   readonly weightDecay: number;
+  /** Global gradient-norm clip (0: none). */
   clipNorm: number;
   /** Steps taken (the bias-correction t). */
   t = 0;
@@ -70,6 +91,7 @@ export class Adam {
   #partials: Tensor;
   #slots: { offset: number; p: number }[];
 
+  /** Zeroed moments for `groups` (at least one); nothing is read from the GPU. */
   constructor(groups: Group[], opts: AdamOptions = {}) {
     if (groups.length === 0) throw new Error("flowgpu: Adam needs at least one parameter group");
     this.groups = groups;
@@ -149,6 +171,7 @@ export class Adam {
     return { norm: h[5], scale: h[4] };
   }
 
+  /** Free the moments and the optimizer's scratch buffers. */
   release(): void {
     for (const t of [...this.m, ...this.v, this.hyper, this.#partials]) t.release();
   }

@@ -6,8 +6,11 @@ export const FILE = "conv.wgsl";
 export const MAX_GROUPS = 65535;
 export const WG = 64;
 
+/** Options of `conv2d`. */
 export interface Conv2dOptions {
+  /** Per-output-channel bias, shape [O]. */
   bias?: Tensor;
+  /** Step of the kernel in both directions (default 1). */
   stride?: 1 | 2;
   /** Zero padding on every side; default floor((KH - 1) / 2), "same" for odd kernels. */
   padding?: number;

@@ -50,6 +50,11 @@ function dims(xb: Tensor, h: Tensor, op: string): number[] {
   return [n, c, xb.size / (n * c)];
 }
 
+/**
+ * y_b = (x_b + t) * sigmoid(r + 2), with t and r the even and odd channels of `h` ([N, 2C, ...]
+ * for x_b [N, C, ...]). Returns y_b and log s per element (sum it per sample for the log-det);
+ * both are recorded on the tape.
+ */
 export function affineCoupling(xb: Tensor, h: Tensor): { yb: Tensor; logs: Tensor } {
   const params = dims(xb, h, "affineCoupling");
   const yb = Tensor.empty(xb.shape, "coupling.y");

@@ -77,15 +77,24 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   });
 }
 
-export const neg = (x: Tensor) => unary("neg", x);
-export const exp = (x: Tensor) => unary("exp", x);
-export const log = (x: Tensor) => unary("log", x);
-export const sigmoid = (x: Tensor) => unary("sigmoid", x);
-export const softplus = (x: Tensor) => unary("softplus", x);
-export const tanh = (x: Tensor) => unary("tanh", x);
-export const relu = (x: Tensor) => unary("relu", x);
-export const square = (x: Tensor) => unary("square", x);
-export const sqrt = (x: Tensor) => unary("sqrt", x);
+/** Elementwise -x. */
+export const neg = (x: Tensor): Tensor => unary("neg", x);
+/** Elementwise e^x. */
+export const exp = (x: Tensor): Tensor => unary("exp", x);
+/** Elementwise natural log (x > 0; the gradient is 1/x). */
+export const log = (x: Tensor): Tensor => unary("log", x);
+/** Elementwise 1 / (1 + e^-x). */
+export const sigmoid = (x: Tensor): Tensor => unary("sigmoid", x);
+/** Elementwise log(1 + e^x), computed without overflow for large x. */
+export const softplus = (x: Tensor): Tensor => unary("softplus", x);
+/** Elementwise hyperbolic tangent. */
+export const tanh = (x: Tensor): Tensor => unary("tanh", x);
+/** Elementwise max(x, 0); the gradient at 0 is 0. */
+export const relu = (x: Tensor): Tensor => unary("relu", x);
+/** Elementwise x². */
+export const square = (x: Tensor): Tensor => unary("square", x);
+/** Elementwise √x (x >= 0; the gradient is 1 / (2√x)). */
+export const sqrt = (x: Tensor): Tensor => unary("sqrt", x);
 
 /** y = c * x for a constant c. */
 export function scale(x: Tensor, c: number): Tensor {
@@ -148,7 +157,11 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   });
 }
 
-export const add = (a: Tensor, b: Tensor) => binary("add", a, b);
-export const sub = (a: Tensor, b: Tensor) => binary("sub", a, b);
-export const mul = (a: Tensor, b: Tensor) => binary("mul", a, b);
-export const div = (a: Tensor, b: Tensor) => binary("div", a, b);
+/** a + b; either operand may be a scalar or one value per channel of dim 1 (broadcast). */
+export const add = (a: Tensor, b: Tensor): Tensor => binary("add", a, b);
+/** a - b, broadcasting as `add`. */
+export const sub = (a: Tensor, b: Tensor): Tensor => binary("sub", a, b);
+/** a * b elementwise, broadcasting as `add`. */
+export const mul = (a: Tensor, b: Tensor): Tensor => binary("mul", a, b);
+/** a / b elementwise, broadcasting as `add`. */
+export const div = (a: Tensor, b: Tensor): Tensor => binary("div", a, b);

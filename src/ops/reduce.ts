@@ -72,10 +72,12 @@ export function expand(g: Tensor, a: number, b: number, c: number, scale: number
   return record(dx, [g], (gg) => accumulate(g, reduceABC(gg, a, b, c, scale, g.shape)));
 }
 
+/** Sum of every element: any shape -> [1]. */
 export function sum(x: Tensor): Tensor {
   return reduceABC(x, 1, 1, x.size, 1, [1], "sum");
 }
 
+/** Mean of every element: any shape -> [1]. */
 export function mean(x: Tensor): Tensor {
   return reduceABC(x, 1, 1, x.size, 1 / x.size, [1], "mean");
 }
@@ -86,6 +88,7 @@ export function sumBatch(x: Tensor): Tensor {
   return reduceABC(x, n, x.size / n, 1, 1, x.shape.slice(1), "sumBatch");
 }
 
+/** Mean over dim 0: [N, ...rest] -> [...rest]. */
 export function meanBatch(x: Tensor): Tensor {
   const n = x.shape[0];
   return reduceABC(x, n, x.size / n, 1, 1 / n, x.shape.slice(1), "meanBatch");
@@ -103,6 +106,7 @@ export function sumPerChannel(x: Tensor): Tensor {
   return reduceABC(x, n, c, x.size / (n * c), 1, [c], "sumPerChannel");
 }
 
+/** Mean over dims 0, 2, 3, ...: [N, C, ...] -> [C]. */
 export function meanPerChannel(x: Tensor): Tensor {
   const [n, c] = x.shape;
   const inner = x.size / (n * c);

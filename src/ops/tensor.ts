@@ -3,6 +3,7 @@
 import { readBuffer, readBuffers, upload } from "../gpu/encoder.ts";
 import { acquireBuffer, releaseBuffer } from "../gpu/pool.ts";
 
+/** Dimensions, outermost first (row-major; images are [N, C, H, W]). */
 export type Shape = readonly number[];
 
 // tape.ts sets this (it owns the fill kernel); a cycle-free way for zeroGrad to clear a slot.
@@ -42,10 +43,19 @@ export function own(t: Tensor): Tensor {
   return t;
 }
 
+/**
+ * An f32 GPU buffer (from the pool, or a view into another tensor's) with a shape and, after
+ * `backward`, a gradient. Op results belong to the tape and are released when it is cleared
+ * unless kept; parameters and optimizer state are persistent.
+ */
 export class Tensor {
+  /** Dimensions, row-major. */
   readonly shape: Shape;
+  /** Number of elements (the product of `shape`). */
   readonly size: number;
+  /** Whether `backward` computes a gradient for this tensor (and ops record their inputs). */
   requiresGrad: boolean;
+  /** The gradient of the last `backward`, same shape; undefined until then or after zeroGrad. */
   grad?: Tensor;
   /** Name for error messages: the op that made it, or the parameter name. */
   name: string;
@@ -185,6 +195,7 @@ export class Tensor {
     return { buffer, offset: start, size: Math.min(buffer.size - start, ceil16(this.size * 4)) };
   }
 
+  /** The underlying GPU buffer (a view's is its base's); throws once the tensor was released. */
   get buffer(): GPUBuffer {
     this.#pending?.();
     if (!this.#buffer || this.#base?.released) {
@@ -196,11 +207,13 @@ export class Tensor {
     return this.#buffer;
   }
 
+  /** Whether the buffer went back to the pool (or the view's base did). */
   get released(): boolean {
     if (this.#pending) return false;
     return this.#buffer === undefined || (this.#base?.released ?? false);
   }
 
+  /** Upload `size` values, in order with the dispatches already encoded; returns this tensor. */
   write(data: ArrayLike<number>): this {
     if (data.length !== this.size) {
       throw new Error(
@@ -215,6 +228,7 @@ export class Tensor {
     return this;
   }
 
+  /** Copy the values to the CPU: flushes pending work and waits for the GPU. */
   async read(): Promise<Float32Array> {
     return new Float32Array(await readBuffer(this.buffer, this.size * 4, this.offset * 4));
   }
@@ -237,6 +251,7 @@ export class Tensor {
     return (await this.read())[0];
   }
 
+  /** Give the buffer back to the pool (views only drop their reference) and the gradient too. */
   release(): void {
     this.#pending = undefined;
     if (this.#buffer && !this.#base) releaseBuffer(this.#buffer);

@@ -3,16 +3,22 @@
 // help text and the typed config all come from the same table.
 import { parseArgs } from "node:util";
 
-type Value = number | string | boolean;
+/** The value of a flag: integers and reals are numbers. */
+export type Value = number | string | boolean;
 
+/** One command-line flag: default, help and validation. */
 export interface Flag<V extends Value = Value> {
+  /** Default value; its type is the flag's type. */
   default: V;
   /** Default under `--preset gpu`, where it differs. */
   gpu?: V;
+  /** One line for `--help`. */
   help: string;
   /** Numbers: integers only (default) or any real. */
   real?: boolean;
+  /** Numbers: the smallest accepted value (default 0). */
   min?: number;
+  /** Strings: the accepted values. */
   choices?: readonly string[];
   /** Fixes the model's shapes: a checkpoint must agree on it. */
   shape?: boolean;
@@ -20,9 +26,12 @@ export interface Flag<V extends Value = Value> {
   cli?: string;
 }
 
+/** Flags by their camelCase key. */
 export type FlagTable = Record<string, Flag>;
 
-type Widen<V> = V extends number ? number : V extends string ? string : boolean;
+/** A default's literal type widened to its flag's type (`"cpu"` -> string, `25` -> number). */
+export type Widen<V> = V extends number ? number : V extends string ? string : boolean;
+/** The parsed values of a flag table, typed from its defaults. */
 export type Values<T extends FlagTable> = { [K in keyof T]: Widen<T[K]["default"]> };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());

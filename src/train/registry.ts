@@ -3,7 +3,8 @@ import { aeTask } from "./ae_task.ts";
 import { glowTask } from "./glow_task.ts";
 import type { Task } from "./task.ts";
 
+/** Every trainable task by its `--model` name. */
 export const tasks: Record<string, Task> = {
-  glow: glowTask as unknown as Task,
-  ae: aeTask as unknown as Task,
+  glow: glowTask,
+  ae: aeTask,
 };

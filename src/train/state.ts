@@ -11,12 +11,19 @@ import type { NamedTensor } from "./safetensors.ts";
 
 export const FORMAT = "flowgpu-2";
 
+/** Everything a checkpoint saves and restores, by reference: loading writes into these objects. */
 export interface RunState {
+  /** The task's name; a checkpoint of another model is refused. */
   model: string;
+  /** Parameters, fixed tensors and flags. */
   store: ParamStore;
+  /** Optimizers by name (their moments and step counts). */
   optimizers: Map<string, Adam>;
+  /** Random streams by name, so a resumed run draws what it would have. */
   rngs: Record<string, Rng>;
+  /** Steps completed. */
   step: number;
+  /** The run's flag values (shape-fixing ones must match on load). */
   config: Record<string, unknown>;
 }
 

@@ -9,11 +9,15 @@ import type { TrainerFlags } from "./trainer_flags.ts";
 
 /** One optimizer: Adam over whole parameter groups (their names are the first name component). */
 export interface OptimizerSpec {
+  /** Names of the parameter groups it updates (each group in at most one optimizer). */
   groups: string[];
   /** Learning rate relative to --lr (the schedule scales both). */
   lrScale?: number;
+  /** Adam's first-moment decay (default 0.9). */
   beta1?: number;
+  /** Adam's second-moment decay (default 0.999). */
   beta2?: number;
+  /** Decoupled weight decay (default: --weight-decay). */
   weightDecay?: number;
 }
 
@@ -22,10 +26,13 @@ export type Terms = Record<string, Tensor>;
 
 /** One gradient update: a loss, backpropagated into its optimizer's groups only. */
 export interface Update {
+  /** Name of the optimizer (a key of `Model.optimizers`) that steps on this loss. */
   optimizer: string;
+  /** Run the forward pass and return the loss ([1]) and its named terms for logging. */
   run(): { loss: Tensor; terms?: Terms };
 }
 
+/** What an evaluation reports. */
 export interface Evaluation {
   /** Headline numbers, written to eval.json and the metrics log. */
   metrics: Record<string, number | string>;
@@ -33,7 +40,9 @@ export interface Evaluation {
   images?: Record<string, Uint8Array>;
 }
 
+/** A built model as the trainer drives it: parameters, optimizers, updates, evaluation. */
 export interface Model {
+  /** Every parameter, fixed tensor and flag of the model. */
   store: ParamStore;
   /** Optimizers by name (default: one, "main", over every group). */
   optimizers?: Record<string, OptimizerSpec>;
@@ -51,14 +60,18 @@ export interface Model {
   evaluate(o: { final: boolean }): Promise<Evaluation>;
   /** Preview images (samples, reconstructions) by name, as PNG bytes. */
   preview?(): Promise<Record<string, Uint8Array>>;
+  /** Free what the model holds besides its store (data on the GPU, caches). */
   release?(): void;
 }
 
 /** Trainer flags and the task's own, as one config object. */
 export type Config<F extends FlagTable> = Values<F> & Values<TrainerFlags>;
 
+/** A trainable model as the CLI and trainer see it: its flags and how to build it. */
 export interface Task<F extends FlagTable = FlagTable> {
+  /** The `--model` name. */
   name: string;
+  /** One line for the help text. */
   summary: string;
   /** The task's flags (model shape, data, evaluation). */
   flags: F;

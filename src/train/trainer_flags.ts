@@ -2,6 +2,7 @@
 // defaults through `Task.trainer`, and adds its own table.
 import type { Flag, FlagTable } from "./flags.ts";
 
+/** The flags every task shares (schedule, optimizer, run folder, logging) with their defaults. */
 export const trainerFlags = {
   model: { default: "glow", help: "what to train (see the list above)" },
   preset: {
@@ -34,6 +35,7 @@ export const trainerFlags = {
   verbose: { default: false, help: "print the chosen GPU adapter" },
 } satisfies FlagTable;
 
+/** The type of `trainerFlags`, for typed configs. */
 export type TrainerFlags = typeof trainerFlags;
 
 /** The trainer table with a task's defaults put in. */

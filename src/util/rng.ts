@@ -1,9 +1,12 @@
 // A small seeded PRNG (mulberry32) whose whole state is one u32, so checkpoints can store it and
 // a resumed run draws the same numbers as an uninterrupted one.
+/** Seeded mulberry32 PRNG whose whole state is one u32 (`save`/`restore` for checkpoints). */
 export class Rng {
+  /** The u32 state; it advances by one step per `next()`. */
   state: number;
   #spare: number | undefined;
 
+  /** A generator seeded with `seed` (taken as a u32). */
   constructor(seed = 1) {
     this.state = seed >>> 0;
   }
@@ -30,16 +33,19 @@ export class Rng {
     return r * Math.cos(2 * Math.PI * v);
   }
 
+  /** Uniform integer in [0, n). */
   int(n: number): number {
     return Math.floor(this.next() * n);
   }
 
+  /** `n` uniform values in [lo, hi). */
   uniformArray(n: number, lo = -1, hi = 1): Float32Array {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * this.next();
     return a;
   }
 
+  /** `n` values from N(0, std²). */
   normalArray(n: number, std = 1): Float32Array {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = std * this.normal();
@@ -63,6 +69,7 @@ export class Rng {
     return this.state;
   }
 
+  /** Continue from a `save()`d state. */
   restore(state: number): void {
     this.state = state >>> 0;
     this.#spare = undefined;
