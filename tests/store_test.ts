@@ -45,7 +45,10 @@ Deno.test("store: scoped names, groups by first component, views into flat align
   flag.value = true;
   store.loadFlags({ "encoder.an.initialized": false });
   assert.equal(flag.value, false);
-  assert.throws(() => store.group("disc"), /no parameter group 'disc' \(groups: encoder, decoder\)/);
+  assert.throws(
+    () => store.group("disc"),
+    /no parameter group 'disc' \(groups: encoder, decoder\)/,
+  );
   assert.throws(() => enc.param("late", [2], constant(1)), /declared after the store was laid out/);
   assert.throws(() => enc.fixed("mask", [1], [0]), /parameter encoder.mask defined twice/);
   assert.throws(() => store.scope("a b").param("w", [1], [0]), /must be dot-separated/);

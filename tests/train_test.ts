@@ -154,7 +154,7 @@ Deno.test("train: a run folder belongs to one run; resume drops metric lines pas
   Deno.removeSync(dir, { recursive: true });
 });
 
-Deno.test("train: flags come from the tables, with clear errors and per-model help", async () => {
+Deno.test("train: flags come from the tables, with clear errors and per-model help", () => {
   assert.throws(() => parseTrain(["--model", "nope"]), /unknown --model nope \(one of glow, ae/);
   assert.throws(() => parseTrain(["--widht", "3"]), /Unknown option '--widht'/);
   assert.throws(() => parseTrain(["--width", "3.5"]), /--width 3.5: expected an integer >= 1/);

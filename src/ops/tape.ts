@@ -7,7 +7,7 @@
 // parameters (the others are treated as constants for that walk, and closures whose outputs
 // lead to none of them are skipped), and `retain: true` keeps the graph for another backward.
 // `detach(x)` cuts the graph: x's value, no gradient path.
-import { f32 } from "../gpu/encoder.ts";
+import { copyBuffer, f32 } from "../gpu/encoder.ts";
 import { kernel } from "../gpu/kernel.ts";
 import { fmtShape, owned, setSlotZeroer, Tensor } from "./tensor.ts";
 
@@ -65,9 +65,11 @@ export function accumulate(t: Tensor, g: Tensor): void {
     );
   }
   if (t.gradSlot) {
-    // The slot is zero until its group's optimizer step (or zeroGrad) consumes it.
+    // The first contribution since the slot was zeroed is copied (a copy, not a dispatch),
+    // later ones are added.
+    if (t.grad) axpy(t.gradSlot, g, 1);
+    else copyBuffer(g.buffer, t.gradSlot.buffer, g.size * 4, g.offset * 4, t.gradSlot.offset * 4);
     t.grad = t.gradSlot;
-    axpy(t.gradSlot, g, 1);
     return;
   }
   if (!t.grad) {
@@ -110,6 +112,7 @@ function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   return c;
 }
 
+/** Options of `backward`: which tensors get gradients, and what outlives the walk. */
 export interface BackwardOptions {
   /**
    * Only these tensors receive gradients (default: every tensor that requires one). Other

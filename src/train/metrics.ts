@@ -11,14 +11,22 @@ const ACCUM = kernel("metrics.wgsl", "accum", {
   stats: "@2 read_write acc_stats",
 });
 
+/** One series' statistics since the last `read()`. */
 export interface Summary {
   /** Mean over the finite values since the last read (NaN when there were none). */
   mean: number;
+  /** Number of finite values added. */
   finite: number;
+  /** Number of NaN or infinite values added (left out of `mean`). */
   nonFinite: number;
+  /** The last value added, finite or not. */
   last: number;
 }
 
+/**
+ * Named scalar series summed on the GPU between logged steps: `add` is one tiny dispatch and
+ * reads nothing back; `read` is one readback for every series.
+ */
 export class GpuMetrics {
   readonly #stats = fill(Tensor.persistent([MAX_SLOTS * 4], "metrics"), 0);
   readonly #slots = new Map<string, number>();
@@ -49,6 +57,7 @@ export class GpuMetrics {
     return out;
   }
 
+  /** Free the GPU buffer of the sums. */
   release(): void {
     this.#stats.release();
   }

@@ -18,6 +18,7 @@ import type { FlagTable } from "./flags.ts";
 /** Steps in a row whose every update was skipped (non-finite) before the run stops. */
 const MAX_BAD_STEPS = 20;
 
+/** A config of any task: trainer flags and the task's flags, untyped by task. */
 export type AnyConfig = Config<FlagTable>;
 
 /** Linear warm-up, then constant or cosine decay to 0 at the last step. */
@@ -42,10 +43,13 @@ export function shapeKeys(task: Task): string[] {
 
 /** A built model with its optimizers: what training, evaluation and checkpoints share. */
 export class Session {
-  readonly optimizers = new Map<string, Adam>();
+  /** One Adam per `Model.optimizers` entry, by name. */
+  readonly optimizers: Map<string, Adam> = new Map();
   readonly #lrScale = new Map<string, number>();
+  /** Steps completed (the next step's index). */
   step = 0;
 
+  /** Builds the optimizers of `model` (default: one, "main", over every group) from `cfg`. */
   constructor(readonly task: Task, readonly cfg: AnyConfig, readonly model: Model) {
     const specs = model.optimizers ?? { main: { groups: model.store.groups().map((g) => g.name) } };
     const seen = new Set<string>();
@@ -68,6 +72,7 @@ export class Session {
     }
   }
 
+  /** What a checkpoint saves and restores, by reference to this session's objects. */
   get state(): RunState {
     return {
       model: this.task.name,
@@ -79,10 +84,12 @@ export class Session {
     };
   }
 
+  /** Write a checkpoint (parameters, optimizer moments, RNGs, step, config) to `path`. */
   save(path: string): Promise<void> {
     return saveState(path, this.state);
   }
 
+  /** Restore a checkpoint from `path`; its shape-fixing flags must match this config. */
   load(path: string): void {
     this.step = loadState(path, this.state, shapeKeys(this.task));
   }
@@ -113,6 +120,7 @@ export class Session {
     this.step++;
   }
 
+  /** Free the optimizers, the model's own buffers and its store. */
   release(): void {
     for (const o of this.optimizers.values()) o.release();
     this.model.release?.();
