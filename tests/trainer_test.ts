@@ -113,7 +113,7 @@ Deno.test("trainer: non-finite losses skip their updates and stop the run after 
   s.load(join(dir, "checkpoint.safetensors"));
   const { metrics } = await s.model.evaluate({ final: true });
   assert.equal(metrics.p0, 0);
-  assert.ok((metrics.q0 as number) < -0.5, `q trained: ${metrics.q0}`);
+  assert.ok((metrics.q0 as number) < -0.4, `q trained (10 steps of ~lr/2): ${metrics.q0}`);
   s.release();
   Deno.removeSync(dir, { recursive: true });
 });
