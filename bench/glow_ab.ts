@@ -1,21 +1,11 @@
-import process from "node:process";
 // Median step time of the default Glow at a width (default 128), 12 timed steps after two warm
 // ones: steadier than a few samples on a CPU driver whose step times swing by a third.
 //   deno run -A bench/glow_ab.ts [WIDTH]
-import { sync } from "../src/gpu/encoder.ts";
-import { initGpu } from "../src/gpu/mod.ts";
-import { parseTrain } from "../src/train/cli.ts";
-import { Session } from "../src/train/trainer.ts";
+import process from "node:process";
+import { glowSession } from "./glow_session.ts";
 
-await initGpu();
 const width = Number(Deno.args[0] ?? 128);
-const { task, cfg } = parseTrain(["--width", String(width), "--train-limit", "1024"]);
-const s = new Session(task, cfg, await task.build(cfg, "train"));
-s.model.init?.();
-const step = async () => {
-  s.trainStep();
-  await sync();
-};
+const { step } = await glowSession(["--width", String(width), "--train-limit", "1024"]);
 await step();
 await step();
 const ms: number[] = [];

@@ -1,10 +1,8 @@
 // Per-kernel GPU time of one Glow training step (timestamp queries, see src/gpu/profile.ts).
 //   deno run -A bench/profile_step.ts [--width 64] [--depth 8] [--levels 3] [--batch 32] [--top 30]
 import { parseArgs } from "node:util";
-import { enableProfiling, initGpu, profileReport, resetProfile } from "../src/gpu/mod.ts";
-import { sync } from "../src/gpu/encoder.ts";
-import { parseTrain } from "../src/train/cli.ts";
-import { Session } from "../src/train/trainer.ts";
+import { enableProfiling, profileReport, resetProfile } from "../src/gpu/mod.ts";
+import { glowSession } from "./glow_session.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -23,17 +21,11 @@ if (values.help) {
   );
   Deno.exit(0);
 }
-await initGpu();
-const { task, cfg } = parseTrain([
+const { s, step } = await glowSession([
   ...["--width", values.width!, "--depth", values.depth!, "--levels", values.levels!],
   ...["--batch", values.batch!, "--train-limit", "2000"],
 ]);
-const t = new Session(task, cfg, await task.build(cfg, "train"));
-t.model.init?.();
-const step = async () => {
-  t.trainStep();
-  await sync();
-};
+const cfg = s.cfg;
 await step();
 let t0 = performance.now();
 await step();
