@@ -2,9 +2,9 @@
 // VAE-family model starts from. Encoder: two stride-2 convolutions and a linear map to a code
 // z; decoder: a linear map back and two depth-to-space upsamplings (unsqueeze, Glow's inverse
 // squeeze). Trained on mean squared error of pixels in [0, 1].
-import { Conv2d, Linear } from "../nn/layers.ts";
+import { Conv2d, fanIn, Linear } from "../nn/layers.ts";
 import type { Scope } from "../nn/store.ts";
-import { relu, sigmoid, square, sub } from "../ops/elementwise.ts";
+import { relu, square, sub } from "../ops/elementwise.ts";
 import { mean } from "../ops/reduce.ts";
 import { reshape } from "../ops/shape.ts";
 import { unsqueeze } from "../ops/squeeze.ts";
@@ -46,11 +46,13 @@ export class Autoencoder {
     if (size % 4) throw new Error(`flowgpu: ae: size ${size} is not a multiple of 4`);
     const cells = 2 * h * (size / 4) ** 2;
     const enc = s.child("encoder"), dec = s.child("decoder");
-    this.enc1 = new Conv2d(enc.child("conv1"), c, h, 3, { stride: 2 });
-    this.enc2 = new Conv2d(enc.child("conv2"), h, 2 * h, 3, { stride: 2 });
+    // He initialisation (gain sqrt 2) where a ReLU follows.
+    const he = (fan: number) => fanIn(fan, Math.SQRT2);
+    this.enc1 = new Conv2d(enc.child("conv1"), c, h, 3, { stride: 2, init: he(c * 9) });
+    this.enc2 = new Conv2d(enc.child("conv2"), h, 2 * h, 3, { stride: 2, init: he(h * 9) });
     this.toCode = new Linear(enc.child("code"), cells, latent);
-    this.fromCode = new Linear(dec.child("code"), latent, cells);
-    this.dec1 = new Conv2d(dec.child("conv1"), 2 * h, 4 * h, 3);
+    this.fromCode = new Linear(dec.child("code"), latent, cells, { init: he(latent) });
+    this.dec1 = new Conv2d(dec.child("conv1"), 2 * h, 4 * h, 3, { init: he(2 * h * 9) });
     this.dec2 = new Conv2d(dec.child("conv2"), h, 4 * c, 3);
   }
 
@@ -65,12 +67,15 @@ export class Autoencoder {
     return this.toCode.apply(reshape(h, [s[0], -1]));
   }
 
-  /** Pixels in (0, 1). */
+  /**
+   * Pixels (about 0..1). The output is linear, not a sigmoid: a sigmoid lets the net settle on an
+   * all-black image with saturated, vanishing gradients, which it does within 100 steps here.
+   */
   decode(z: Tensor): Tensor {
     const q = this.cfg.size / 4;
     const h = relu(reshape(this.fromCode.apply(z), [z.shape[0], 2 * this.cfg.hidden, q, q]));
     const up = relu(unsqueeze(this.dec1.apply(h)));
-    return sigmoid(unsqueeze(this.dec2.apply(up)));
+    return unsqueeze(this.dec2.apply(up));
   }
 
   /** Mean squared error of the reconstruction, per pixel. */

@@ -94,7 +94,9 @@ class AeMnist implements Model {
         const src = this.test.x.subarray(i * D, (i + 1) * D);
         px.set(src.map((v) => Math.round(v * 255)), ((2 * r) * 8 + c) * D);
         px.set(
-          recon.subarray(i * D, (i + 1) * D).map((v) => Math.round(v * 255)),
+          recon.subarray(i * D, (i + 1) * D).map((v) =>
+            Math.min(255, Math.max(0, Math.round(v * 255)))
+          ),
           ((2 * r + 1) * 8 + c) * D,
         );
       }

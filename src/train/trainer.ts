@@ -180,15 +180,8 @@ async function loop(
 ): Promise<Record<string, number | string> | undefined> {
   const cfg = s.cfg;
   const metrics = new GpuMetrics();
-  const chart = new Map<string, [number, number][]>();
-  for (const line of dir.readMetrics()) {
-    for (const [k, v] of Object.entries(line)) {
-      if (k !== "step" && typeof v === "number" && !k.startsWith("grad") && k !== "lr") {
-        if (!chart.has(k)) chart.set(k, []);
-        chart.get(k)!.push([line.step as number, v]);
-      }
-    }
-  }
+  const chart = new Chart();
+  for (const line of dir.readMetrics()) chart.add(line, !("examples_per_s" in line));
   const t0 = performance.now();
   const first = s.step;
   let windowStart = performance.now(), windowSteps = 0, badSteps = 0;
@@ -204,14 +197,7 @@ async function loop(
         const line = logLine(s, m, windowSteps, (now - windowStart) / 1000);
         badSteps = skippedSteps(m) >= windowSteps ? badSteps + windowSteps : 0;
         dir.appendMetrics(line);
-        for (const [k, v] of Object.entries(line)) {
-          if (typeof v === "number" && !["step", "lr", "examples_per_s", "elapsed_s"].includes(k)) {
-            if (!k.startsWith("grad_norm") && !k.startsWith("clipped")) {
-              if (!chart.has(k)) chart.set(k, []);
-              chart.get(k)!.push([s.step, v]);
-            }
-          }
-        }
+        chart.add(line);
         console.log(progress(line, cfg.steps, perStep * (cfg.steps - s.step)));
         windowStart = now;
         windowSteps = 0;
@@ -227,16 +213,12 @@ async function loop(
       if (cfg.evalEvery && s.step % cfg.evalEvery === 0 && !last) {
         const e = await s.model.evaluate({ final: false });
         dir.appendMetrics({ step: s.step, ...e.metrics });
-        for (const [k, v] of Object.entries(e.metrics)) {
-          if (typeof v !== "number") continue;
-          if (!chart.has(k)) chart.set(k, []);
-          chart.get(k)!.push([s.step, v]);
-        }
+        chart.add({ step: s.step, ...e.metrics }, true);
         console.log(`step ${s.step}: ${fmtMetrics(e.metrics)}`);
       }
       if (cfg.checkpointEvery && s.step % cfg.checkpointEvery === 0) {
         await s.save(dir.file(CHECKPOINT));
-        await writeChart(dir, chart);
+        await chart.write(dir);
       }
     }
     await s.save(dir.file(CHECKPOINT));
@@ -248,10 +230,8 @@ async function loop(
     const result = { step: s.step, ...e.metrics, train_minutes: round(minutes) };
     dir.appendMetrics({ ...result, final: true });
     writeEval(dir, s, e.metrics, e.images);
-    for (const [k, v] of Object.entries(e.metrics)) {
-      if (typeof v === "number" && chart.has(k)) chart.get(k)!.push([s.step, v]);
-    }
-    await writeChart(dir, chart);
+    chart.add({ step: s.step, ...e.metrics }, true);
+    await chart.write(dir);
     console.log(`final (${minutes.toFixed(1)} min): ${fmtMetrics(e.metrics)}`);
     console.log(`eval: ${dir.file("eval.json")}; chart: ${dir.file("loss.png")}`);
     return e.metrics;
@@ -269,8 +249,7 @@ function skippedSteps(m: Map<string, Summary>): number {
 function logLine(s: Session, m: Map<string, Summary>, steps: number, seconds: number) {
   const line: Record<string, number | boolean> = { step: s.step };
   for (const [k, v] of m) {
-    if (k.startsWith("clipped")) line[k] = round(v.mean);
-    else line[k] = round(v.mean);
+    line[k] = round(v.mean);
     if (v.nonFinite) line[`${k}_nonfinite`] = v.nonFinite;
   }
   line.lr = round(lrAt(s.cfg, s.step - 1));
@@ -329,21 +308,40 @@ export function writeEval(
   Deno.writeTextFileSync(dir.file("eval.json"), JSON.stringify(doc, null, 2) + "\n");
 }
 
-async function writeChart(dir: RunDir, chart: Map<string, [number, number][]>): Promise<void> {
-  const series = [...chart].filter(([, v]) => v.length > 0).map(([name, values]) => ({
-    name,
-    values,
-  }));
-  if (!series.length) return;
-  const all = series.flatMap((x) => x.values.map((v) => v[1])).filter(Number.isFinite);
-  const lo = Math.min(...all), hi = Math.max(...all);
-  writePng(
-    dir.file("loss.png"),
-    await lineChartPng(series, {
-      width: 640,
-      height: 400,
-      title: "training",
-      yRange: [lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)],
-    }),
-  );
+/** Loss terms and evaluation metrics over steps, drawn into loss.png. */
+class Chart {
+  readonly #series = new Map<string, [number, number][]>();
+
+  /**
+   * Add a logged line's loss terms (not the bookkeeping: lr, throughput, gradient norms), or of an
+   * evaluation only its test_* figures.
+   */
+  add(line: Record<string, unknown>, evaluation = false): void {
+    const step = line.step as number;
+    for (const [k, v] of Object.entries(line)) {
+      if (typeof v !== "number" || !Number.isFinite(v) || CHART_SKIP.test(k)) continue;
+      if ((evaluation || k.startsWith("test_")) && !/^test_(?!images)/.test(k)) continue;
+      if (!this.#series.has(k)) this.#series.set(k, []);
+      this.#series.get(k)!.push([step, v]);
+    }
+  }
+
+  async write(dir: RunDir): Promise<void> {
+    const series = [...this.#series].map(([name, values]) => ({ name, values }));
+    if (!series.length) return;
+    const all = series.flatMap((x) => x.values.map((v) => v[1]));
+    const lo = Math.min(...all), hi = Math.max(...all), pad = 0.05 * (hi - lo + 1e-9);
+    writePng(
+      dir.file("loss.png"),
+      await lineChartPng(series, {
+        width: 640,
+        height: 400,
+        title: "training",
+        yRange: [lo - pad, hi + pad],
+      }),
+    );
+  }
 }
+
+const CHART_SKIP =
+  /^(step|lr|examples_per_s|elapsed_s|train_minutes|test_images|grad_norm|clipped)|_nonfinite$/;
