@@ -161,6 +161,10 @@ export class GlowMnist implements Model {
     return { samples: await this.samples() };
   }
 
+  release(): void {
+    this.#nBits.release();
+  }
+
   async evaluate({ final }: { final: boolean }) {
     const limit = this.cfg.evalLimit;
     const metrics: Record<string, number> = { test_bpd: await this.testBpd(limit) };
