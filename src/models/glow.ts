@@ -41,6 +41,11 @@ export interface GlowConfig {
   classes: number;
   /** Seed of the parameter store Glow makes when it is not given a scope. */
   seed: number;
+  /**
+   * Learned split priors p(z2 | z1) (true), or plain splits whose latents another model gives a
+   * prior (false: FUNS, whose condition encoder supplies every level's prior).
+   */
+  splitPriors: boolean;
 }
 
 /** The defaults: 1x32x32 images, 3 levels of 8 steps, 128 hidden channels, affine, LU, 8 bits. */
@@ -56,13 +61,16 @@ export const defaultGlowConfig: GlowConfig = {
   nBits: 8,
   classes: 0,
   seed: 1,
+  splitPriors: true,
 };
 
 /** One level of a Glow, after its squeeze: K flow steps, then a split (except the last). */
 export interface GlowLevel {
   /** The K flow steps. */
   steps: FlowStep[];
-  /** The split with its learned prior; undefined on the last level. */
+  /** Whether this level splits off a latent (every level but the last). */
+  splits: boolean;
+  /** The split's learned prior, when the Glow has split priors. */
   split?: SplitPrior;
 }
 
@@ -105,8 +113,8 @@ export class Glow {
         (_, k) => new FlowStep(ls.child(`step${k}`), ch, c.hidden, c),
       );
       const last = l === c.levels - 1;
-      const split = last ? undefined : new SplitPrior(ls.child("split"), ch);
-      this.levels.push({ steps, split });
+      const split = last || !c.splitPriors ? undefined : new SplitPrior(ls.child("split"), ch);
+      this.levels.push({ steps, splits: !last, split });
       if (!last) {
         this.latentShapes.push([ch - ch / 2, h, w]);
         ch = ch / 2;
@@ -206,6 +214,11 @@ export class Glow {
         latents.push(z2);
         logpSplits.push(logp);
         h = z1;
+      } else if (level.splits) {
+        const half = h.shape[1] / 2;
+        const [z1, z2] = splitChannels(h, [half, h.shape[1] - half]);
+        latents.push(z2);
+        h = z1;
       }
     }
     latents.push(h);
@@ -274,6 +287,9 @@ export class Glow {
    * model. Noise comes from `rng`, so a seeded rng gives reproducible samples.
    */
   sample(n: number, temperature = 1, rng: Rng = new Rng(1), labels?: ArrayLike<number>): Tensor {
+    if (!this.cfg.splitPriors) {
+      throw new Error("flowgpu: glow: without split priors, sample by decode(latents)");
+    }
     return noGrad(() => {
       const [c, h, w] = this.latentShapes[this.latentShapes.length - 1];
       const eps = Tensor.from(rng.normalArray(n * c * h * w, temperature), [n, c, h, w]);
@@ -292,7 +308,7 @@ export class Glow {
     let h = top;
     for (let l = this.levels.length - 1; l >= 0; l--) {
       const level = this.levels[l];
-      if (level.split) h = concatChannels([h, z2(l, h)]);
+      if (level.splits) h = concatChannels([h, z2(l, h)]);
       for (let k = level.steps.length - 1; k >= 0; k--) h = level.steps[k].inverse(h).x;
       h = unsqueeze(h);
     }
