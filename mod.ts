@@ -132,3 +132,13 @@ export type {
 } from "./src/train/flags.ts";
 export { type TrainerFlags, trainerFlags } from "./src/train/trainer_flags.ts";
 export { tasks } from "./src/train/registry.ts";
+
+// Ops and layers for the FUNS encoder/decoder and the VAE models
+/** Elementwise leaky ReLU: x for x > 0, slope * x otherwise (default slope 0.2). */
+export { leakyRelu } from "./src/ops/elementwise.ts";
+/** Nearest-neighbour upsampling [N, C, H, W] -> [N, C, 2H, 2W]. */
+export { upsample2x } from "./src/ops/resample.ts";
+/** Batch normalisation per channel, training (batch statistics) or eval (running statistics). */
+export { batchNorm, type BatchNormOptions } from "./src/ops/norm.ts";
+/** Batch normalisation layer: trainable gamma, beta and checkpointed running statistics. */
+export { BatchNorm } from "./src/nn/layers.ts";

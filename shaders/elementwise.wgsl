@@ -1,5 +1,6 @@
-// Elementwise ops. Unary ops pick their function with the override OP; binary ops broadcast each
-// operand by a mode: 0 = full, 1 = scalar, 2 = per channel (index (i / inner) % C).
+// Elementwise ops. Unary ops pick their function with the override OP (pf.a is a parameter, e.g.
+// leaky ReLU's slope); binary ops broadcast each operand by a mode: 0 = full, 1 = scalar,
+// 2 = per channel (index (i / inner) % C), 3 = per sample (index i % sample, shared over N).
 
 override OP: u32 = 0u;
 
@@ -63,6 +64,7 @@ fn unary_f(x: vec4f) -> vec4f {
     case 6u: { return max(x, vec4f(0.0)); }
     case 7u: { return x * x; }
     case 8u: { return sqrt(x); }
+    case 9u: { return select(pf.a * x, x, x > vec4f(0.0)); }
     default: { return x; }
   }
 }
@@ -90,6 +92,7 @@ fn unary_df(x: vec4f, y: vec4f) -> vec4f {
     case 6u: { return select(vec4f(0.0), vec4f(1.0), x > vec4f(0.0)); }
     case 7u: { return 2.0 * x; }
     case 8u: { return 0.5 / y; }
+    case 9u: { return select(vec4f(pf.a), vec4f(1.0), x > vec4f(0.0)); }
     default: { return vec4f(1.0); }
   }
 }
@@ -102,7 +105,7 @@ fn unary_bwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
 }
 
 // ---- binary with broadcasting ----
-struct Bin { n: u32, mode_a: u32, mode_b: u32, c: u32, inner: u32 }
+struct Bin { n: u32, mode_a: u32, mode_b: u32, c: u32, inner: u32, sample: u32 }
 @group(0) @binding(0) var<uniform> pb: Bin;
 @group(0) @binding(1) var<storage, read> bin_a: array<f32>;
 @group(0) @binding(2) var<storage, read> bin_b: array<f32>;
@@ -111,6 +114,7 @@ struct Bin { n: u32, mode_a: u32, mode_b: u32, c: u32, inner: u32 }
 fn bidx(mode: u32, i: u32) -> u32 {
   if (mode == 0u) { return i; }
   if (mode == 1u) { return 0u; }
+  if (mode == 3u) { return i % pb.sample; }
   return (i / pb.inner) % pb.c;
 }
 
@@ -130,8 +134,9 @@ fn binary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   bin_out[i] = binary_f(bin_a[bidx(pb.mode_a, i)], bin_b[bidx(pb.mode_b, i)]);
 }
 
-// Four elements per thread when n % 4 == 0 and a per-channel operand's inner size is a multiple
-// of 4 (so all four lanes share a channel): vec4 loads, one index computation per vec4.
+// Four elements per thread when n % 4 == 0, a per-channel operand's inner size is a multiple of 4
+// (so all four lanes share a channel) and a per-sample operand's sample size is too (so its four
+// values are one aligned vec4): vec4 loads, one index computation per vec4.
 @group(0) @binding(1) var<storage, read> bin4_a: array<vec4f>;
 @group(0) @binding(2) var<storage, read> bin4_b: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> bin4_out: array<vec4f>;
@@ -143,14 +148,26 @@ fn lane4(mode: u32, i: u32) -> vec2u {
   return vec2u(k / 4u, k % 4u);
 }
 
+fn load4_a(mode: u32, i: u32) -> vec4f {
+  if (mode == 0u) { return bin4_a[i]; }
+  if (mode == 3u) { return bin4_a[i % (pb.sample / 4u)]; }
+  let k = lane4(mode, i);
+  return vec4f(bin4_a[k.x][k.y]);
+}
+
+fn load4_b(mode: u32, i: u32) -> vec4f {
+  if (mode == 0u) { return bin4_b[i]; }
+  if (mode == 3u) { return bin4_b[i % (pb.sample / 4u)]; }
+  let k = lane4(mode, i);
+  return vec4f(bin4_b[k.x][k.y]);
+}
+
 @compute @workgroup_size(WG)
 fn binary4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flat(gid, nwg);
   if (4u * i >= pb.n) { return; }
-  var a: vec4f;
-  var b: vec4f;
-  if (pb.mode_a == 0u) { a = bin4_a[i]; } else { let k = lane4(pb.mode_a, i); a = vec4f(bin4_a[k.x][k.y]); }
-  if (pb.mode_b == 0u) { b = bin4_b[i]; } else { let k = lane4(pb.mode_b, i); b = vec4f(bin4_b[k.x][k.y]); }
+  let a = load4_a(pb.mode_a, i);
+  let b = load4_b(pb.mode_b, i);
   switch OP {
     case 0u: { bin4_out[i] = a + b; }
     case 1u: { bin4_out[i] = a - b; }

@@ -4,8 +4,9 @@ import { actnorm, actnormInit } from "../ops/actnorm.ts";
 import { conv2d } from "../ops/conv.ts";
 import { exp, mul, scale } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
+import { batchNorm } from "../ops/norm.ts";
 import type { Tensor } from "../ops/tensor.ts";
-import { type Flag, type Init, normal, type Scope, zeros } from "./store.ts";
+import { constant, type Flag, type Init, normal, type Scope, zeros } from "./store.ts";
 
 /** He-style default: N(0, 1/fan_in) scaled by `gain`. */
 export const fanIn = (fanIn: number, gain = 1): Init => normal(gain / Math.sqrt(fanIn));
@@ -117,5 +118,49 @@ export class ActNorm {
       this.initialized.value = true;
     }
     return actnorm(x, this.a, this.b);
+  }
+}
+
+/**
+ * Batch normalisation per channel with a learnt affine (gamma, beta) and running statistics.
+ * `training` (default true) normalises with each batch's statistics and updates the running ones;
+ * a model sets it false to sample or evaluate with the running statistics. The running mean and
+ * variance are fixed tensors of the store, so checkpoints carry them.
+ */
+export class BatchNorm {
+  /** Per-channel scale, [C] (parameter `gamma`), initially 1. */
+  readonly gamma: Tensor;
+  /** Per-channel shift, [C] (parameter `beta`), initially 0. */
+  readonly beta: Tensor;
+  /** Running mean, [C] (fixed tensor `running_mean`), initially 0. */
+  readonly runningMean: Tensor;
+  /** Running unbiased variance, [C] (fixed tensor `running_var`), initially 1. */
+  readonly runningVar: Tensor;
+  /** Decay of the running statistics: r = momentum r + (1 - momentum) batch. */
+  readonly momentum: number;
+  /** Added to the variance under the square root. */
+  readonly eps: number;
+  /** Batch statistics (true) or running statistics (false). */
+  training = true;
+
+  /** Declares `gamma`, `beta`, `running_mean` and `running_var` in scope `s`. */
+  constructor(s: Scope, channels: number, o: { momentum?: number; eps?: number } = {}) {
+    this.gamma = s.param("gamma", [channels], constant(1));
+    this.beta = s.param("beta", [channels], zeros);
+    this.runningMean = s.fixed("running_mean", [channels], zeros);
+    this.runningVar = s.fixed("running_var", [channels], constant(1));
+    this.momentum = o.momentum ?? 0.99;
+    this.eps = o.eps ?? 1e-5;
+  }
+
+  /** [N, C, ...] -> same shape, recorded on the tape; updates the running statistics if training. */
+  apply(x: Tensor): Tensor {
+    return batchNorm(x, this.gamma, this.beta, {
+      training: this.training,
+      runningMean: this.runningMean,
+      runningVar: this.runningVar,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
   }
 }

@@ -1,4 +1,5 @@
-// Elementwise ops. Binary ops broadcast a scalar ([1]) or per-channel ([C], or [1, C, 1, ...])
+// Elementwise ops. Binary ops broadcast a scalar ([1]), per-channel ([C], or [1, C, 1, ...]) or
+// per-sample ([1, C, H, W] or [C, H, W]: one value per element of a sample, shared over the batch)
 // operand over a full tensor [N, C, ...]; the broadcast operand's gradient is reduced back.
 import { f32 } from "../gpu/encoder.ts";
 import { kernel } from "../gpu/kernel.ts";
@@ -61,13 +62,15 @@ const UNARY = {
   relu: 6,
   square: 7,
   sqrt: 8,
+  leakyRelu: 9,
 } as const;
 export type UnaryOp = keyof typeof UNARY;
 
-export function unary(op: UnaryOp, x: Tensor): Tensor {
+/** y = f(x) elementwise; `a` is the op's parameter (leakyRelu's slope), in the uniform. */
+export function unary(op: UnaryOp, x: Tensor, a = 0): Tensor {
   const y = Tensor.empty(x.shape, op);
   const OP = UNARY[op];
-  const params = [x.size, 0];
+  const params = [x.size, f32(a)];
   const threads = Math.ceil(x.size / 4);
   UNARY_FWD.run({ x, y }, { constants: { OP }, params, threads });
   return record(y, [x], (g) => {
@@ -91,6 +94,8 @@ export const softplus = (x: Tensor): Tensor => unary("softplus", x);
 export const tanh = (x: Tensor): Tensor => unary("tanh", x);
 /** Elementwise max(x, 0); the gradient at 0 is 0. */
 export const relu = (x: Tensor): Tensor => unary("relu", x);
+/** Elementwise x for x > 0, slope * x otherwise (default slope 0.2); the gradient at 0 is slope. */
+export const leakyRelu = (x: Tensor, slope = 0.2): Tensor => unary("leakyRelu", x, slope);
 /** Elementwise x². */
 export const square = (x: Tensor): Tensor => unary("square", x);
 /** Elementwise √x (x >= 0; the gradient is 1 / (2√x)). */
@@ -106,8 +111,11 @@ export function scale(x: Tensor, c: number): Tensor {
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 export type BinaryOp = keyof typeof BINARY;
 
-/** How an operand of `small` shape broadcasts over `full`: 0 same, 1 scalar, 2 per channel. */
-function mode(small: Shape, full: Shape, op: string, a: Shape, b: Shape): 0 | 1 | 2 {
+/**
+ * How an operand of `small` shape broadcasts over `full`: 0 same, 1 scalar, 2 per channel, 3 per
+ * sample (the full shape without its batch dim, shared by every sample).
+ */
+function mode(small: Shape, full: Shape, op: string, a: Shape, b: Shape): 0 | 1 | 2 | 3 {
   const n = small.reduce((a, b) => a * b, 1);
   const same = small.length === full.length && small.every((d, i) => d === full[i]);
   if (same) return 0;
@@ -116,9 +124,15 @@ function mode(small: Shape, full: Shape, op: string, a: Shape, b: Shape): 0 | 1 
   const perChannel = full.length >= 2 && n === c &&
     (small.length === 1 || (small[1] === c && small.every((d, i) => i === 1 || d === 1)));
   if (perChannel) return 2;
+  const rest = full.slice(1);
+  const sameAs = (s: Shape) => s.length === rest.length && s.every((d, i) => d === rest[i]);
+  const perSample = full.length >= 2 &&
+    (sameAs(small) || (small[0] === 1 && sameAs(small.slice(1))));
+  if (perSample) return 3;
   throw new Error(
     `flowgpu: ${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast ` +
-      "(same shape, a scalar, or one value per channel of dim 1)",
+      "(same shape, a scalar, one value per channel of dim 1, or one sample [1, C, ...] or " +
+      "[C, ...] shared over the batch)",
   );
 }
 
@@ -129,10 +143,14 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const n = full.reduce((x, y) => x * y, 1);
   const c = full.length >= 2 ? full[1] : 1;
   const inner = full.length >= 2 ? n / (full[0] * c) : 1;
+  const sample = n / full[0];
   const out = Tensor.empty(full, op);
   const OP = BINARY[op];
-  const params = [n, ma, mb, c, inner];
-  const vec4 = n % 4 === 0 && (ma !== 2 || inner % 4 === 0) && (mb !== 2 || inner % 4 === 0);
+  const params = [n, ma, mb, c, inner, sample];
+  // vec4 when all four lanes of every vec4 share one broadcast value (per channel) or read one
+  // aligned vec4 of the operand (per sample).
+  const fits = (m: number) => (m !== 2 || inner % 4 === 0) && (m !== 3 || sample % 4 === 0);
+  const vec4 = n % 4 === 0 && fits(ma) && fits(mb);
   (vec4 ? BINARY4 : BINARY_FWD).run({ a, b, out }, {
     constants: { OP },
     params,
@@ -150,6 +168,7 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
       }
       if (m === 1) d = reduceABC(d, 1, 1, n, 1, t.shape, "sum");
       if (m === 2) d = reduceABC(d, full[0], c, inner, 1, t.shape, "sumPerChannel");
+      if (m === 3) d = reduceABC(d, full[0], sample, 1, 1, t.shape, "sumBatch");
       accumulate(t, d);
     };
     grad(true, a, ma);
@@ -157,7 +176,10 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   });
 }
 
-/** a + b; either operand may be a scalar or one value per channel of dim 1 (broadcast). */
+/**
+ * a + b; either operand may be broadcast: a scalar, one value per channel of dim 1, or one sample
+ * ([1, C, H, W] or [C, H, W]) shared over the batch.
+ */
 export const add = (a: Tensor, b: Tensor): Tensor => binary("add", a, b);
 /** a - b, broadcasting as `add`. */
 export const sub = (a: Tensor, b: Tensor): Tensor => binary("sub", a, b);
