@@ -1,5 +1,6 @@
 // Every trainable model, by its --model name: adding a model is one line here.
 import { aeTask } from "./ae_task.ts";
+import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
 import type { Task } from "./task.ts";
 
@@ -7,4 +8,5 @@ import type { Task } from "./task.ts";
 export const tasks: Record<string, Task> = {
   glow: glowTask,
   ae: aeTask,
+  funs: funsTask,
 };

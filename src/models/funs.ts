@@ -1,0 +1,274 @@
+// FUNS, the Flow U-Net with Squeeze modules (Kondo et al.; glow-funs.md §2). A plain Glow f maps
+// the target x to latents z(1..L); the condition c enters only through their prior: a U-Net-like
+// encoder gives features u(l) at each level's resolution, and a squeeze module turns them into
+//   μ(l) = 2 tanh(M ⊙ h_μ + b_μ),   log σ²(l) = b (exp(−(M ⊙ h_σ + b_σ)²) − 1),   M = ReLU(m)
+// so that latent elements with M = 0 get a prior independent of c (z_iv) and the others one that
+// depends on c (z_sp). A decoder reconstructs c from latents drawn from that prior. The loss:
+//   L_flow + L_recons + α ‖M‖₁ + β Σ M · H[e(z|c)],
+// per-sample sums in nats averaged over the batch (α·‖M‖₁ once per step).
+import { BatchNorm, Conv2d } from "../nn/layers.ts";
+import { constant, normal, type Scope, zeros } from "../nn/store.ts";
+import {
+  add,
+  exp,
+  leakyRelu,
+  mul,
+  neg,
+  relu,
+  scale,
+  square,
+  sub,
+  tanh,
+} from "../ops/elementwise.ts";
+import { gaussianLogProb } from "../ops/loss.ts";
+import { mean, sum } from "../ops/reduce.ts";
+import { upsample2x } from "../ops/resample.ts";
+import { concatChannels, splitChannels } from "../ops/shape.ts";
+import { noGrad } from "../ops/tape.ts";
+import { fmtShape, Tensor } from "../ops/tensor.ts";
+import { Glow } from "./glow.ts";
+
+/** log(2πe): the range of log σ² is (−b, 0], so each element's entropy lies in (0, b/2]. */
+export const LOG_2PIE = Math.log(2 * Math.PI * Math.E);
+const SLOPE = 0.2;
+
+export interface FunsConfig {
+  /** Target channels and condition channels; both are size x size. */
+  channels: number;
+  condChannels: number;
+  size: number;
+  levels: number;
+  /** Flow steps per level (K) and hidden channels of the couplings. */
+  depth: number;
+  hidden: number;
+  /** Encoder/decoder channels at full resolution (doubled at every halving). */
+  base: number;
+  nBits: number;
+  /** Weights of ‖M‖₁ and of the mask-weighted entropy. */
+  alpha: number;
+  beta: number;
+}
+
+/** Pre-activation residual block: 2 x (BN, LeakyReLU, conv3x3) + skip; resamples by 2 if asked. */
+export class ResBlock {
+  readonly bn1: BatchNorm;
+  readonly conv1: Conv2d;
+  readonly bn2: BatchNorm;
+  readonly conv2: Conv2d;
+  readonly skip?: Conv2d;
+
+  constructor(s: Scope, cin: number, cout: number, readonly resample: "down" | "up" | "none") {
+    this.bn1 = new BatchNorm(s.child("bn1"), cin);
+    this.conv1 = new Conv2d(s.child("conv1"), cin, cout, 3, {
+      stride: resample === "down" ? 2 : 1,
+    });
+    this.bn2 = new BatchNorm(s.child("bn2"), cout);
+    this.conv2 = new Conv2d(s.child("conv2"), cout, cout, 3);
+    if (cin !== cout || resample !== "none") {
+      this.skip = new Conv2d(s.child("skip"), cin, cout, 1, {
+        padding: 0,
+        stride: resample === "down" ? 2 : 1,
+      });
+    }
+  }
+
+  apply(x: Tensor): Tensor {
+    let h = leakyRelu(this.bn1.apply(x), SLOPE);
+    const xs = this.resample === "up" ? upsample2x(x) : x;
+    if (this.resample === "up") h = upsample2x(h);
+    h = this.conv2.apply(leakyRelu(this.bn2.apply(this.conv1.apply(h)), SLOPE));
+    return add(h, this.skip ? this.skip.apply(xs) : xs);
+  }
+
+  set training(t: boolean) {
+    this.bn1.training = t;
+    this.bn2.training = t;
+  }
+}
+
+/** The squeeze module F(l): condition features -> per-element (μ, log σ²) and the mask M. */
+export class SqueezeModule {
+  readonly conv: Conv2d;
+  readonly m: Tensor;
+  readonly bMu: Tensor;
+  readonly bSigma: Tensor;
+
+  constructor(s: Scope, cu: number, readonly zShape: number[]) {
+    const [cz] = zShape;
+    // Random (not zero) init, so h ≠ 0 and M gets a likelihood gradient from the start.
+    this.conv = new Conv2d(s.child("conv"), cu, 2 * cz, 3, { init: normal(0.05) });
+    this.m = s.param("mask_logit", [1, ...zShape], normal(1));
+    this.bMu = s.param("b_mu", [1, ...zShape], zeros);
+    // 0.1, not 0: f_σ'(0) = 0 would pin σ = 1 on the condition-invariant elements.
+    this.bSigma = s.param("b_sigma", [1, ...zShape], constant(0.1));
+  }
+
+  /** M = ReLU(m) ([1, C, H, W]). */
+  mask(): Tensor {
+    return relu(this.m);
+  }
+
+  /** (μ, log σ²) for features u, each [N, C_z, H, W]. */
+  prior(u: Tensor, M = this.mask()): { mu: Tensor; logVar: Tensor } {
+    const [hMu, hSigma] = splitChannels(this.conv.apply(u), [this.zShape[0], this.zShape[0]]);
+    const mu = scale(tanh(add(mul(hMu, M), this.bMu)), 2);
+    const q = add(mul(hSigma, M), this.bSigma);
+    const one = Tensor.from([1], [1]);
+    const logVar = scale(sub(exp(neg(square(q))), one), LOG_2PIE);
+    return { mu, logVar };
+  }
+}
+
+export interface FunsPrior {
+  mu: Tensor[];
+  logVar: Tensor[];
+  masks: Tensor[];
+}
+
+export class Funs {
+  readonly glow: Glow;
+  readonly stem: Conv2d;
+  readonly encoder: ResBlock[][] = [];
+  readonly squeezes: SqueezeModule[] = [];
+  readonly lift: Conv2d;
+  readonly decoder: ResBlock[][] = [];
+  readonly head: Conv2d;
+  /** Elements per sample of the target (for bits/dim). */
+  readonly dims: number;
+
+  /** `scope` should be the store's root: the flow, encoder, prior and decoder are its groups. */
+  constructor(scope: Scope, readonly cfg: FunsConfig) {
+    const { channels, condChannels, size, levels, base } = cfg;
+    this.dims = channels * size * size;
+    this.glow = new Glow({
+      channels,
+      height: size,
+      width: size,
+      levels,
+      depth: cfg.depth,
+      hidden: cfg.hidden,
+      nBits: cfg.nBits,
+      splitPriors: false,
+    }, scope.child("flow"));
+    const enc = scope.child("encoder");
+    this.stem = new Conv2d(enc.child("stem"), condChannels, base, 3);
+    const width = (l: number) => base * 2 ** l;
+    for (let l = 1; l <= levels; l++) {
+      const g = enc.child(`level${l}`);
+      this.encoder.push([
+        new ResBlock(g.child("block0"), width(l - 1), width(l), "down"),
+        new ResBlock(g.child("block1"), width(l), width(l), "none"),
+        new ResBlock(g.child("block2"), width(l), width(l), "none"),
+      ]);
+      const zShape = this.glow.latentShapes[l - 1];
+      this.squeezes.push(
+        new SqueezeModule(scope.child("prior").child(`level${l}`), width(l), zShape),
+      );
+    }
+    // Decoder: z(L) lifted to width(L), then per level up to the next resolution, with the
+    // sampled latent of that level concatenated (the skip paths carry latents, not features).
+    const dec = scope.child("decoder");
+    const top = this.glow.latentShapes[levels - 1];
+    this.lift = new Conv2d(dec.child("lift"), top[0], width(levels), 1, { padding: 0 });
+    for (let l = levels; l >= 1; l--) {
+      const g = dec.child(`level${l}`);
+      const cin = width(l) + (l < levels ? this.glow.latentShapes[l - 1][0] : 0);
+      this.decoder.push([
+        new ResBlock(g.child("block0"), cin, width(l - 1), "up"),
+        new ResBlock(g.child("block1"), width(l - 1), width(l - 1), "none"),
+        new ResBlock(g.child("block2"), width(l - 1), width(l - 1), "none"),
+      ]);
+    }
+    this.head = new Conv2d(dec.child("head"), base, condChannels, 3);
+  }
+
+  /** BatchNorm mode of the encoder and decoder: batch statistics (true) or running ones. */
+  set training(t: boolean) {
+    for (const b of [...this.encoder, ...this.decoder].flat()) b.training = t;
+  }
+
+  #check(t: Tensor, c: number, what: string): void {
+    const { size } = this.cfg;
+    const s = t.shape;
+    if (s.length !== 4 || s[1] !== c || s[2] !== size || s[3] !== size) {
+      throw new Error(`flowgpu: funs: ${what} ${fmtShape(s)} is not [N, ${c}, ${size}, ${size}]`);
+    }
+  }
+
+  /** The prior e(z | c) of every level: μ, log σ², and the masks M. */
+  prior(c: Tensor): FunsPrior {
+    this.#check(c, this.cfg.condChannels, "condition");
+    let u = this.stem.apply(c);
+    const out: FunsPrior = { mu: [], logVar: [], masks: [] };
+    this.encoder.forEach((blocks, l) => {
+      for (const b of blocks) u = b.apply(u);
+      const M = this.squeezes[l].mask();
+      const { mu, logVar } = this.squeezes[l].prior(u, M);
+      out.mu.push(mu);
+      out.logVar.push(logVar);
+      out.masks.push(M);
+    });
+    return out;
+  }
+
+  /** ĉ, the decoder's mean of d(c | z), from latents z(1..L). */
+  decode(z: Tensor[]): Tensor {
+    const L = this.cfg.levels;
+    let h = this.lift.apply(z[L - 1]);
+    this.decoder.forEach((blocks, i) => {
+      const l = L - i; // this group brings level l's resolution up to level l-1's
+      for (const b of blocks) h = b.apply(h);
+      if (l - 2 >= 0) h = concatChannels([h, z[l - 2]]);
+    });
+    return this.head.apply(h);
+  }
+
+  /** z = μ + T exp(v/2) ε for every level, with ε from `noise` (standard normals). */
+  draw(p: { mu: Tensor[]; logVar: Tensor[] }, noise: (n: number) => Float32Array, t = 1): Tensor[] {
+    return p.mu.map((mu, l) => {
+      const eps = Tensor.from(noise(mu.size), mu.shape);
+      return add(mu, mul(exp(scale(p.logVar[l], 0.5)), t === 1 ? eps : scale(eps, t)));
+    });
+  }
+
+  /**
+   * Every term of the objective for a batch (x, c), each a [1] tensor: flow (nats per sample),
+   * recons, squeeze (‖M‖₁), entropy, and the total.
+   */
+  losses(x: Tensor, c: Tensor, noise: (n: number) => Float32Array) {
+    this.#check(x, this.cfg.channels, "target");
+    const n = x.shape[0];
+    const p = this.prior(c);
+    const { latents, logdet } = this.glow.flow(x);
+    let nll: Tensor | undefined;
+    latents.forEach((z, l) => {
+      const lp = gaussianLogProb(z, p.mu[l], scale(p.logVar[l], 0.5));
+      nll = nll ? sub(nll, lp) : neg(lp);
+    });
+    const flow = mean(sub(nll!, logdet));
+    const cHat = this.decode(this.draw(p, noise));
+    const recons = scale(sum(square(sub(cHat, c))), 0.5 / n);
+    const squeeze = p.masks.map((M) => sum(M)).reduce((a, b) => add(a, b));
+    const b = Tensor.from([LOG_2PIE], [1]);
+    const entropy = p.masks
+      .map((M, l) => sum(mul(add(p.logVar[l], b), M)))
+      .reduce((a, t) => add(a, t));
+    const entropyMean = scale(entropy, 0.5 / n);
+    const total = add(
+      add(flow, recons),
+      add(scale(squeeze, this.cfg.alpha), scale(entropyMean, this.cfg.beta)),
+    );
+    return { total, flow, recons, squeeze, entropy: entropyMean };
+  }
+
+  /** Target samples for conditions c at temperature T (no gradient). */
+  sample(c: Tensor, noise: (n: number) => Float32Array, t = 1): Tensor {
+    return noGrad(() => this.glow.decode(this.draw(this.prior(c), noise, t)));
+  }
+
+  /** Which latent elements depend on the condition (M > 0), per level, as 0/1 arrays. */
+  async conditionMask(): Promise<Float32Array[]> {
+    const ms = await Tensor.readAll(this.squeezes.map((s) => s.m));
+    return ms.map((m) => m.map((v) => (v > 0 ? 1 : 0)));
+  }
+}
