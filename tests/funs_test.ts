@@ -146,3 +146,38 @@ Deno.test("funs: log p(x | c) from its parts matches the priors plus the brute-f
   c.release();
   store.release();
 });
+
+Deno.test("funs: Algorithm 1 — x_sp redraws only M > 0 latents, x_iv only M = 0 ones, swap(x, x) = x", async () => {
+  const store = new ParamStore(30);
+  const funs = new Funs(store.scope(), tiny);
+  await perturb(store, 31, 0.1);
+  funs.training = false;
+  const shape = [2, 1, 4, 4];
+  const x = Tensor.constant(randn(32, 32, 0.4), shape, "x");
+  const masks = await funs.conditionMask();
+  const z = await Tensor.readAll(funs.glow.encode(x));
+  for (const mode of ["sp", "iv"] as const) {
+    const xr = await funs.resample(x, mode, (n) => new Rng(33).normalArray(n));
+    const zr = await Tensor.readAll(funs.glow.encode(xr));
+    let kept = 0, moved = 0;
+    zr.forEach((zl, l) => {
+      const per = masks[l].length;
+      zl.forEach((v, i) => {
+        const specific = masks[l][i % per] === 1;
+        const redrawn = mode === "sp" ? specific : !specific;
+        if (!redrawn) {
+          assert.ok(Math.abs(v - z[l][i]) < 1e-4, `${mode}: kept latent ${l}[${i}] moved`);
+          kept++;
+        } else if (Math.abs(v - z[l][i]) > 1e-3) moved++;
+      });
+    });
+    assert.ok(kept > 4 && moved > 4, `${mode}: ${kept} kept, ${moved} redrawn`);
+    clearTape();
+  }
+  const same = await (await funs.swap(x, x)).read();
+  const xs = await x.read();
+  assert.ok(same.every((v, i) => Math.abs(v - xs[i]) < 1e-4), "swap(x, x) = x");
+  clearTape();
+  x.release();
+  store.release();
+});

@@ -266,6 +266,60 @@ export class Funs {
     return noGrad(() => this.glow.decode(this.draw(this.prior(c), noise, t)));
   }
 
+  /** The condition-invariant prior N(f_μ(b_μ), exp f_σ(b_σ)) of every level ([1, C, H, W]). */
+  invariantPrior(): { mu: Tensor[]; logVar: Tensor[] } {
+    const one = Tensor.from([1], [1]);
+    return {
+      mu: this.squeezes.map((s) => scale(tanh(s.bMu), 2)),
+      logVar: this.squeezes.map((s) => scale(sub(exp(neg(square(s.bSigma))), one), LOG_2PIE)),
+    };
+  }
+
+  /** z with the elements where `keep` is 0 taken from `other` (masks [1, C, H, W], 0/1). */
+  #mix(z: Tensor[], other: Tensor[], keep: Tensor[]): Tensor[] {
+    return z.map((zl, l) =>
+      add(mul(zl, keep[l]), mul(other[l], sub(Tensor.from([1], [1]), keep[l])))
+    );
+  }
+
+  /** The M > 0 indicator of every level as [1, C, H, W] tensors. */
+  async #specific(): Promise<Tensor[]> {
+    const masks = await this.conditionMask();
+    return masks.map((m, l) => Tensor.from(m, this.squeezes[l].m.shape));
+  }
+
+  /**
+   * Algorithm 1 of the paper, from given images x alone (no condition needed):
+   * "sp" redraws the condition-specific latents from e(z | ĉ), ĉ the decoder's reading of x;
+   * "iv" redraws the condition-invariant ones from their c-free prior. BatchNorm should be in
+   * eval mode (`training = false`).
+   */
+  async resample(x: Tensor, mode: "sp" | "iv", noise: (n: number) => Float32Array, t = 1) {
+    const specific = await this.#specific();
+    return noGrad(() => {
+      const z = this.glow.encode(x);
+      if (mode === "sp") {
+        const fresh = this.draw(this.prior(this.decode(z)), noise, t);
+        return this.glow.decode(this.#mix(fresh, z, specific));
+      }
+      const n = x.shape[0];
+      const iv = this.invariantPrior();
+      const fresh = iv.mu.map((mu, l) => {
+        const eps = Tensor.from(noise(n * mu.size), [n, ...mu.shape.slice(1)]);
+        return add(mul(scale(eps, t), exp(scale(iv.logVar[l], 0.5))), mu);
+      });
+      return this.glow.decode(this.#mix(z, fresh, specific));
+    });
+  }
+
+  /** Style transfer: the condition-specific latents of x1 with the invariant ones of x2. */
+  async swap(x1: Tensor, x2: Tensor): Promise<Tensor> {
+    const specific = await this.#specific();
+    return noGrad(() =>
+      this.glow.decode(this.#mix(this.glow.encode(x1), this.glow.encode(x2), specific))
+    );
+  }
+
   /** Which latent elements depend on the condition (M > 0), per level, as 0/1 arrays. */
   async conditionMask(): Promise<Float32Array[]> {
     const ms = await Tensor.readAll(this.squeezes.map((s) => s.m));
