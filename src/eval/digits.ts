@@ -62,7 +62,7 @@ export interface DigitClassifierOptions extends Partial<DigitTrainConfig> {
 }
 
 /** conv3x3 s2 1→16, ReLU, conv3x3 s2 16→32, ReLU, linear 2048→64, ReLU, linear 64→10. */
-class DigitNet {
+export class DigitNet {
   readonly conv1: Conv2d;
   readonly conv2: Conv2d;
   readonly fc1: Linear;
