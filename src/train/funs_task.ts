@@ -10,6 +10,7 @@ import { Rng } from "../util/rng.ts";
 import { imageGrid } from "./png.ts";
 import { type Config, defineTask, type Model } from "./task.ts";
 import { type PairSet, pairSets } from "./funs_data.ts";
+import { funsPaperMetrics } from "./funs_eval.ts";
 
 const flags = {
   data: {
@@ -69,7 +70,8 @@ export class FunsModel implements Model {
     } parameters; batch ${c.batch}, ${c.steps} steps; ${this.train.count} training pairs`;
   }
 
-  #batch(set: PairSet, idx: ArrayLike<number>, rng: Rng) {
+  /** Tensors of pairs `idx` of `set`. */
+  pairBatch(set: PairSet, idx: ArrayLike<number>, rng: Rng): { x: Tensor; c: Tensor } {
     const { x, c } = set.batch(idx, this.cfg.bits, rng);
     const shape = (ch: number) => [idx.length, ch, set.size, set.size];
     return { x: Tensor.from(x, shape(set.channels)), c: Tensor.from(c, shape(set.condChannels)) };
@@ -78,7 +80,7 @@ export class FunsModel implements Model {
   init(): void {
     const n = Math.min(this.cfg.initBatch, this.train.count);
     const idx = new Rng(this.cfg.seed + 17).permutation(this.train.count).subarray(0, n);
-    const { x } = this.#batch(this.train, idx, new Rng(this.cfg.seed + 18));
+    const { x } = this.pairBatch(this.train, idx, new Rng(this.cfg.seed + 18));
     this.funs.glow.initialize(x);
   }
 
@@ -87,7 +89,7 @@ export class FunsModel implements Model {
       optimizer: "main",
       run: () => {
         const idx = this.train.order(this.cfg.batch, step, this.cfg.seed);
-        const { x, c } = this.#batch(this.train, idx, this.noise);
+        const { x, c } = this.pairBatch(this.train, idx, this.noise);
         const l = this.funs.losses(x, c, (n) => this.noise.normalArray(n));
         const perDim = 1 / (this.funs.dims * Math.LN2);
         const bpd = noGrad(() => add(scale(l.flow, perDim), this.#bpdOffset));
@@ -112,7 +114,7 @@ export class FunsModel implements Model {
     let total = 0;
     for (let s = 0; s < n; s += 100) {
       const idx = Uint32Array.from({ length: Math.min(100, n - s) }, (_, i) => s + i);
-      const { x, c } = this.#batch(this.test, idx, rng);
+      const { x, c } = this.pairBatch(this.test, idx, rng);
       const l = noGrad(() => this.funs.losses(x, c, (k) => rng.normalArray(k)));
       total += (await l.flow.item()) * idx.length;
       clearTape();
@@ -131,7 +133,7 @@ export class FunsModel implements Model {
     const set = this.test, size = set.size, d = size * size;
     const idx = set.exampleIndices(most);
     const rows = idx.length;
-    const { c, x } = this.#batch(set, idx, new Rng(3));
+    const { c, x } = this.pairBatch(set, idx, new Rng(3));
     const cs = await c.read(), xs = await x.read();
     this.funs.training = false;
     const rng = new Rng(777);
@@ -172,6 +174,7 @@ export class FunsModel implements Model {
     const metrics: Record<string, number> = { test_bpd: await this.testBpd(this.cfg.evalLimit) };
     (await this.maskFractions()).forEach((f, l) => (metrics[`mask_fraction_level${l + 1}`] = f));
     if (!final) return { metrics };
+    Object.assign(metrics, await funsPaperMetrics(this));
     return { metrics, images: { panel: await this.panel() } };
   }
 
@@ -185,7 +188,7 @@ export const funsTask = defineTask({
   summary: "FUNS (flow U-Net with squeeze modules) on CHC microstructures or MNIST-exemplar",
   flags,
   trainer: {
-    steps: { default: 1500, gpu: 100000 },
+    steps: { default: 1000, gpu: 100000 },
     batch: { default: 32, gpu: 32 },
     lr: { default: 1e-3, gpu: 1e-4 },
     warmup: { default: 100, gpu: 1000 },
