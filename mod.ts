@@ -142,3 +142,11 @@ export { upsample2x } from "./src/ops/resample.ts";
 export { batchNorm, type BatchNormOptions } from "./src/ops/norm.ts";
 /** Batch normalisation layer: trainable gamma, beta and checkpointed running statistics. */
 export { BatchNorm } from "./src/nn/layers.ts";
+export {
+  Funs,
+  type FunsConfig,
+  type FunsLosses,
+  type FunsPrior,
+  ResBlock,
+  SqueezeModule,
+} from "./src/models/funs.ts";

@@ -32,31 +32,58 @@ import { Glow } from "./glow.ts";
 export const LOG_2PIE = Math.log(2 * Math.PI * Math.E);
 const SLOPE = 0.2;
 
+/** Shapes and loss weights of a `Funs`. */
 export interface FunsConfig {
-  /** Target channels and condition channels; both are size x size. */
+  /** Target channels. */
   channels: number;
+  /** Condition channels. */
   condChannels: number;
+  /** Height and width of targets and conditions (divisible by 2^levels). */
   size: number;
+  /** Flow levels (L); the encoder and decoder have 3 residual blocks per level. */
   levels: number;
-  /** Flow steps per level (K) and hidden channels of the couplings. */
+  /** Flow steps per level (K). */
   depth: number;
+  /** Hidden channels of the couplings. */
   hidden: number;
   /** Encoder/decoder channels at full resolution (doubled at every halving). */
   base: number;
+  /** Bit depth of the targets. */
   nBits: number;
-  /** Weights of ‖M‖₁ and of the mask-weighted entropy. */
+  /** Weight of ‖M‖₁ (paper: 0.01). */
   alpha: number;
+  /** Weight of the mask-weighted prior entropy (paper: 0.1). */
   beta: number;
+}
+
+/** The terms of the FUNS objective, each a [1] tensor (nats per sample, batch-averaged). */
+export interface FunsLosses {
+  /** L_flow + L_recons + α‖M‖₁ + β·entropy. */
+  total: Tensor;
+  /** −log e(f(x) | c) − log|det J|. */
+  flow: Tensor;
+  /** ½‖c − ĉ(z̃)‖². */
+  recons: Tensor;
+  /** ‖M‖₁. */
+  squeeze: Tensor;
+  /** ½ Σ M (log σ² + log 2πe). */
+  entropy: Tensor;
 }
 
 /** Pre-activation residual block: 2 x (BN, LeakyReLU, conv3x3) + skip; resamples by 2 if asked. */
 export class ResBlock {
+  /** Normalisation before the first convolution. */
   readonly bn1: BatchNorm;
+  /** First conv3x3 (stride 2 when downsampling). */
   readonly conv1: Conv2d;
+  /** Normalisation before the second convolution. */
   readonly bn2: BatchNorm;
+  /** Second conv3x3. */
   readonly conv2: Conv2d;
+  /** 1x1 projection of the skip path, when channels or resolution change. */
   readonly skip?: Conv2d;
 
+  /** `resample`: halve the resolution (stride 2), double it (nearest ×2), or keep it. */
   constructor(s: Scope, cin: number, cout: number, readonly resample: "down" | "up" | "none") {
     this.bn1 = new BatchNorm(s.child("bn1"), cin);
     this.conv1 = new Conv2d(s.child("conv1"), cin, cout, 3, {
@@ -72,6 +99,7 @@ export class ResBlock {
     }
   }
 
+  /** conv2(lrelu(bn2(conv1(resample(lrelu(bn1(x))))))) + skip(resample(x)). */
   apply(x: Tensor): Tensor {
     let h = leakyRelu(this.bn1.apply(x), SLOPE);
     const xs = this.resample === "up" ? upsample2x(x) : x;
@@ -80,6 +108,7 @@ export class ResBlock {
     return add(h, this.skip ? this.skip.apply(xs) : xs);
   }
 
+  /** BatchNorm mode: batch statistics (true) or the running ones (false). */
   set training(t: boolean) {
     this.bn1.training = t;
     this.bn2.training = t;
@@ -88,11 +117,16 @@ export class ResBlock {
 
 /** The squeeze module F(l): condition features -> per-element (μ, log σ²) and the mask M. */
 export class SqueezeModule {
+  /** NN_sq: conv3x3 from the features to [h_μ, h_σ]. */
   readonly conv: Conv2d;
+  /** The mask logits m ([1, C, H, W], N(0, 1) init): M = ReLU(m). */
   readonly m: Tensor;
+  /** Per-element offset b_μ. */
   readonly bMu: Tensor;
+  /** Per-element offset b_σ. */
   readonly bSigma: Tensor;
 
+  /** A module for features of `cu` channels and latents of shape `zShape` ([C, H, W]). */
   constructor(s: Scope, cu: number, readonly zShape: number[]) {
     const [cz] = zShape;
     // Random (not zero) init, so h ≠ 0 and M gets a likelihood gradient from the start.
@@ -119,19 +153,31 @@ export class SqueezeModule {
   }
 }
 
+/** The prior e(z | c) of every level, [N, C, H, W] each (masks [1, C, H, W]). */
 export interface FunsPrior {
+  /** Means μ(l)(c). */
   mu: Tensor[];
+  /** Log-variances log σ²(l)(c). */
   logVar: Tensor[];
+  /** M(l) = ReLU(m(l)). */
   masks: Tensor[];
 }
 
+/** The FUNS model: a plain Glow whose latents' prior comes from the condition (see above). */
 export class Funs {
+  /** The unconditional flow (no split priors). */
   readonly glow: Glow;
+  /** The encoder's first convolution (condition channels to `base`). */
   readonly stem: Conv2d;
+  /** The encoder: 3 residual blocks per level, the first halving the resolution. */
   readonly encoder: ResBlock[][] = [];
+  /** One squeeze module per level. */
   readonly squeezes: SqueezeModule[] = [];
+  /** The decoder's 1x1 convolution lifting the top latent. */
   readonly lift: Conv2d;
+  /** The decoder: 3 residual blocks per level, the first doubling the resolution. */
   readonly decoder: ResBlock[][] = [];
+  /** The decoder's last convolution (to condition channels, no activation). */
   readonly head: Conv2d;
   /** Elements per sample of the target (for bits/dim). */
   readonly dims: number;
@@ -235,7 +281,7 @@ export class Funs {
    * Every term of the objective for a batch (x, c), each a [1] tensor: flow (nats per sample),
    * recons, squeeze (‖M‖₁), entropy, and the total.
    */
-  losses(x: Tensor, c: Tensor, noise: (n: number) => Float32Array) {
+  losses(x: Tensor, c: Tensor, noise: (n: number) => Float32Array): FunsLosses {
     this.#check(x, this.cfg.channels, "target");
     const n = x.shape[0];
     const p = this.prior(c);
@@ -294,7 +340,12 @@ export class Funs {
    * "iv" redraws the condition-invariant ones from their c-free prior. BatchNorm should be in
    * eval mode (`training = false`).
    */
-  async resample(x: Tensor, mode: "sp" | "iv", noise: (n: number) => Float32Array, t = 1) {
+  async resample(
+    x: Tensor,
+    mode: "sp" | "iv",
+    noise: (n: number) => Float32Array,
+    t = 1,
+  ): Promise<Tensor> {
     const specific = await this.#specific();
     return noGrad(() => {
       const z = this.glow.encode(x);
