@@ -143,7 +143,7 @@ export class SqueezeModule {
   }
 
   /** (μ, log σ²) for features u, each [N, C_z, H, W]. */
-  prior(u: Tensor, M = this.mask()): { mu: Tensor; logVar: Tensor } {
+  prior(u: Tensor, M: Tensor = this.mask()): { mu: Tensor; logVar: Tensor } {
     const [hMu, hSigma] = splitChannels(this.conv.apply(u), [this.zShape[0], this.zShape[0]]);
     const mu = scale(tanh(add(mul(hMu, M), this.bMu)), 2);
     const q = add(mul(hSigma, M), this.bSigma);
