@@ -206,3 +206,11 @@ Deno.test("funs: the task trains on MNIST-exemplar pairs through the generic tra
   m.release();
   s.release();
 });
+
+Deno.test("funs eval: images with a non-finite value are found (and only those)", async () => {
+  const { finiteImages } = await import("../src/train/funs_eval.ts");
+  const x = new Float32Array(4 * 3).fill(0.5);
+  x[4] = NaN;
+  x[11] = Infinity;
+  assert.deepEqual(finiteImages(x, 4), [0, 2]);
+});

@@ -55,31 +55,57 @@ async function generate(m: FunsModel, n: number) {
   return out;
 }
 
-/** Mean per-image Euclidean distance of two image sets on the [−1, 1] scale. */
-function meanDistance(a: Float32Array, b: Float32Array, n: number): number {
-  return l2Error(a, b, n);
+/** Indices of the images (of n in x) whose every value is finite. */
+export function finiteImages(x: Float32Array, n: number): number[] {
+  const d = x.length / n, out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let ok = true;
+    for (let j = i * d; j < (i + 1) * d && ok; j++) ok = Number.isFinite(x[j]);
+    if (ok) out.push(i);
+  }
+  return out;
+}
+
+/** The images `idx` of x, packed. */
+function pick(x: Float32Array, n: number, idx: number[]): Float32Array {
+  const d = x.length / n, out = new Float32Array(idx.length * d);
+  idx.forEach((i, k) => out.set(x.subarray(i * d, (i + 1) * d), k * d));
+  return out;
 }
 
 export async function funsPaperMetrics(m: FunsModel): Promise<Record<string, number>> {
   const n = Math.min(m.cfg.evalLimit, m.test.count);
   const g = await generate(m, n);
   const metrics: Record<string, number> = { eval_pairs: n };
-  metrics.swap_change = meanDistance(g.swap, g.real, n);
-  metrics.partner_distance = meanDistance(g.partner, g.real, n);
+  // An undertrained flow's inverse can overflow on a few samples: they count as failures in the
+  // accuracies and errors below (a non-finite prediction never matches), and are left out of the
+  // distances and feature statistics, with their number reported.
+  const okGen = finiteImages(g.gen, n), okSwap = finiteImages(g.swap, n);
+  metrics.generated_nonfinite = n - okGen.length;
+  metrics.swapped_nonfinite = n - okSwap.length;
+  const real = pick(g.real, n, okSwap);
+  metrics.swap_change = l2Error(pick(g.swap, n, okSwap), real, okSwap.length);
+  metrics.partner_distance = l2Error(pick(g.partner, n, okSwap), real, okSwap.length);
   if (m.test instanceof MnistExemplar) {
     const labels = m.test.labels.subarray(0, n);
     const clf = await digitClassifier();
     try {
       metrics.acc_real = await clf.accuracy(g.real, labels);
-      metrics.acc_generated = await clf.accuracy(g.gen, labels);
-      metrics.acc_swapped = await clf.accuracy(g.swap, labels);
-      const fr = await clf.features(g.real, n), fg = await clf.features(g.gen, n);
+      const correct = async (x: Float32Array, ok: number[]) => {
+        const sub = Uint8Array.from(ok, (i) => labels[i]);
+        return ok.length ? (await clf.accuracy(pick(x, n, ok), sub)) * ok.length / n : 0;
+      };
+      metrics.acc_generated = await correct(g.gen, okGen);
+      metrics.acc_swapped = await correct(g.swap, okSwap);
+      const m = okGen.length, gen = pick(g.gen, n, okGen);
+      const genLabels = Uint8Array.from(okGen, (i) => labels[i]);
+      const fr = await clf.features(g.real, n), fg = await clf.features(gen, m);
       metrics.fid_proxy = frechetDistance(fr, fg, fr.length / n);
-      const lr = await clf.featureLayers(g.real, n), lg = await clf.featureLayers(g.gen, n);
+      const lr = await clf.featureLayers(g.real, n), lg = await clf.featureLayers(gen, m);
       metrics.lpips_proxy_real = diversity(lr);
       metrics.c_lpips_proxy_real = diversity(lr, { conditions: labels });
       metrics.lpips_proxy_generated = diversity(lg);
-      metrics.c_lpips_proxy_generated = diversity(lg, { conditions: labels });
+      metrics.c_lpips_proxy_generated = diversity(lg, { conditions: genLabels });
     } finally {
       clf.release();
     }
@@ -90,8 +116,11 @@ export async function funsPaperMetrics(m: FunsModel): Promise<Record<string, num
     metrics.err_real_all = rows.real;
     metrics.err_shuffled = rows.shuffled;
     metrics.err_real = l2Error(reg.predict(g.real, n), g.c, n);
-    metrics.err_generated = l2Error(reg.predict(g.gen, n), g.c, n);
-    metrics.err_swapped = l2Error(reg.predict(g.swap, n), g.c, n);
+    // Over the finite samples (their count is reported above).
+    const err = (x: Float32Array, ok: number[]) =>
+      l2Error(reg.predict(pick(x, n, ok), ok.length), pick(g.c, n, ok), ok.length);
+    metrics.err_generated = err(g.gen, okGen);
+    metrics.err_swapped = err(g.swap, okSwap);
   }
   return metrics;
 }
