@@ -32,6 +32,14 @@ import { Glow } from "./glow.ts";
 export const LOG_2PIE = Math.log(2 * Math.PI * Math.E);
 const SLOPE = 0.2;
 
+// Scalar operands made once and kept: a fresh Tensor.from would be an upload every step.
+const scalars = new Map<number, Tensor>();
+function scalar(v: number): Tensor {
+  let t = scalars.get(v);
+  if (!t || t.released) scalars.set(v, t = Tensor.constant([v], [1], `scalar ${v}`));
+  return t;
+}
+
 /** Shapes and loss weights of a `Funs`. */
 export interface FunsConfig {
   /** Target channels. */
@@ -147,8 +155,7 @@ export class SqueezeModule {
     const [hMu, hSigma] = splitChannels(this.conv.apply(u), [this.zShape[0], this.zShape[0]]);
     const mu = scale(tanh(add(mul(hMu, M), this.bMu)), 2);
     const q = add(mul(hSigma, M), this.bSigma);
-    const one = Tensor.from([1], [1]);
-    const logVar = scale(sub(exp(neg(square(q))), one), LOG_2PIE);
+    const logVar = scale(sub(exp(neg(square(q))), scalar(1)), LOG_2PIE);
     return { mu, logVar };
   }
 }
@@ -295,7 +302,7 @@ export class Funs {
     const cHat = this.decode(this.draw(p, noise));
     const recons = scale(sum(square(sub(cHat, c))), 0.5 / n);
     const squeeze = p.masks.map((M) => sum(M)).reduce((a, b) => add(a, b));
-    const b = Tensor.from([LOG_2PIE], [1]);
+    const b = scalar(LOG_2PIE);
     const entropy = p.masks
       .map((M, l) => sum(mul(add(p.logVar[l], b), M)))
       .reduce((a, t) => add(a, t));
@@ -314,7 +321,7 @@ export class Funs {
 
   /** The condition-invariant prior N(f_μ(b_μ), exp f_σ(b_σ)) of every level ([1, C, H, W]). */
   invariantPrior(): { mu: Tensor[]; logVar: Tensor[] } {
-    const one = Tensor.from([1], [1]);
+    const one = scalar(1);
     return {
       mu: this.squeezes.map((s) => scale(tanh(s.bMu), 2)),
       logVar: this.squeezes.map((s) => scale(sub(exp(neg(square(s.bSigma))), one), LOG_2PIE)),
@@ -323,9 +330,7 @@ export class Funs {
 
   /** z with the elements where `keep` is 0 taken from `other` (masks [1, C, H, W], 0/1). */
   #mix(z: Tensor[], other: Tensor[], keep: Tensor[]): Tensor[] {
-    return z.map((zl, l) =>
-      add(mul(zl, keep[l]), mul(other[l], sub(Tensor.from([1], [1]), keep[l])))
-    );
+    return z.map((zl, l) => add(mul(zl, keep[l]), mul(other[l], sub(scalar(1), keep[l]))));
   }
 
   /** The M > 0 indicator of every level as [1, C, H, W] tensors. */
