@@ -1,6 +1,9 @@
 // conv2d 3x3 64 -> 64, N = 16, 32x32, padding 1: forward, data gradient and weight gradient timed
 // separately, in GFLOP/s of 2*N*O*C*9*H*W flops per pass. Each sample encodes R passes and waits
-// once (wall-clock), so lavapipe's ~11 ms submit cost is spread over R passes.
+// once (wall-clock), so lavapipe's ~11 ms submit cost is spread over R passes. Then the VAE
+// nets' strided shapes, forward + data + weight gradient together: DisUnknown's ResDown conv
+// (4x4, stride 2, padding 1, 32 -> 64 at 32x32) and a TensorFlow-"same" 5x5 stride-2 conv with
+// asymmetric padding [1, 2, 1, 2] (Zheng & Sun's encoder shape, 32 -> 64 at 28x28).
 //   deno bench -A --no-check bench/conv_bench.ts        (CONV_BENCH_REPS=R, default 4)
 // Glow's thin shapes, GPU time per step: deno run -A bench/conv_bench.ts --glow [--width 32]
 import { getDevice } from "../src/gpu/device.ts";
@@ -34,11 +37,49 @@ const w = Tensor.persistent([O, C, K, K], "w").write(rng.normalArray(O * C * K *
 const g = Tensor.persistent([N, O, H, W], "g").write(rng.normalArray(N * O * H * W));
 const opts = { padding: 1 };
 
-const passes: [string, () => Tensor][] = [
-  ["forward", () => conv2dForward(x, w, opts)],
-  ["data grad", () => conv2dBackwardData(g, w, x.shape, opts)],
-  ["weight grad", () => conv2dBackwardWeight(g, x, w.shape, opts)],
+// [name, encode one pass, flops of one pass]
+const passes: [string, () => Tensor, number][] = [
+  [`3x3 ${C}->${O} N=${N} ${H}x${W} forward`, () => conv2dForward(x, w, opts), FLOPS],
+  [
+    `3x3 ${C}->${O} N=${N} ${H}x${W} data grad`,
+    () => conv2dBackwardData(g, w, x.shape, opts),
+    FLOPS,
+  ],
+  [
+    `3x3 ${C}->${O} N=${N} ${H}x${W} weight grad`,
+    () => conv2dBackwardWeight(g, x, w.shape, opts),
+    FLOPS,
+  ],
+  strided(4, 32, 64, 32, 1),
+  strided(5, 32, 64, 28, [1, 2, 1, 2]),
 ];
+
+/** Forward, data gradient and weight gradient of a k x k stride-2 conv at N = 16 (one "pass"). */
+function strided(
+  k: number,
+  ci: number,
+  co: number,
+  hw: number,
+  padding: number | [number, number, number, number],
+): [string, () => Tensor, number] {
+  const ho = Math.floor(
+    (hw + (typeof padding === "number" ? 2 * padding : padding[0] + padding[1]) - k) / 2,
+  ) + 1;
+  const xs = Tensor.persistent([N, ci, hw, hw], "x").write(rng.normalArray(N * ci * hw * hw));
+  const ws = Tensor.persistent([co, ci, k, k], "w").write(rng.normalArray(co * ci * k * k, 0.05));
+  const gs = Tensor.persistent([N, co, ho, ho], "g").write(rng.normalArray(N * co * ho * ho));
+  const o = { stride: 2 as const, padding };
+  const pad = typeof padding === "number" ? `p${padding}` : `p[${padding}]`;
+  return [
+    `${k}x${k} s2 ${pad} ${ci}->${co} N=${N} ${hw}x${hw} fwd+dx+dw`,
+    () => {
+      conv2dForward(xs, ws, o);
+      conv2dBackwardData(gs, ws, xs.shape, o);
+      return conv2dBackwardWeight(gs, xs, ws.shape, o);
+    },
+    3 * 2 * N * co * ci * k * k * ho * ho,
+  ];
+}
 
 /** Seconds for R passes of `f`, encoded back to back and waited for once. */
 async function timeReps(f: () => Tensor): Promise<number> {
@@ -53,10 +94,11 @@ async function timeReps(f: () => Tensor): Promise<number> {
 }
 
 const best = new Map<string, number>();
+const flopsOf = new Map(passes.map(([name, , flops]) => [name, flops]));
 for (const [name, f] of passes) {
   await timeReps(f); // compile the pipelines, warm the buffer pool and the bind-group cache
   Deno.bench({
-    name: `conv2d 3x3 ${C}->${O} N=${N} ${H}x${W} ${name} (${R} passes)`,
+    name: `conv2d ${name} (${R} passes)`,
     n: 5,
     warmup: 1,
     async fn(b) {
@@ -71,7 +113,7 @@ for (const [name, f] of passes) {
 globalThis.addEventListener("unload", () => {
   for (const [name, s] of best) {
     const ms = (s / R) * 1e3;
-    const gflops = (FLOPS * R) / s / 1e9;
+    const gflops = (flopsOf.get(name)! * R) / s / 1e9;
     console.log(`conv2d ${name}: ${ms.toFixed(1)} ms/pass, ${gflops.toFixed(2)} GFLOP/s (best)`);
   }
 });

@@ -7,6 +7,7 @@ import {
   conv2dBackwardWeight,
   type Conv2dOptions,
 } from "../src/ops/conv.ts";
+import { type Padding, paddingOf } from "../src/ops/conv_geometry.ts";
 import { clearTape } from "../src/ops/tape.ts";
 import { type Shape, Tensor } from "../src/ops/tensor.ts";
 
@@ -14,11 +15,28 @@ interface Case {
   x: Shape;
   w: Shape;
   stride?: 1 | 2;
-  padding?: number;
+  padding?: number | Padding;
   bias?: boolean;
 }
 
-/** f64 reference: y[n, o, i, j] = b[o] + sum x[n, c, i*s + ky - p, j*s + kx - p] w[o, c, ky, kx]. */
+/** Output size and the padding before each axis of a case (checks its own padding too). */
+function sizes(c: Case) {
+  const [, , h, wd] = c.x;
+  const [, , kh, kw] = c.w;
+  const s = c.stride ?? 1;
+  const [pt, pb, pl, pr] = paddingOf(c.padding, kh, "test");
+  return {
+    s,
+    pt,
+    pl,
+    ho: Math.floor((h + pt + pb - kh) / s) + 1,
+    wo: Math.floor((wd + pl + pr - kw) / s) + 1,
+  };
+}
+
+/**
+ * f64 reference: y[n, o, i, j] = b[o] + sum x[n, c, i*s + ky - pt, j*s + kx - pl] w[o, c, ky, kx].
+ */
 function reference(
   x: ArrayLike<number>,
   w: ArrayLike<number>,
@@ -27,10 +45,7 @@ function reference(
 ): { y: Float64Array; shape: number[] } {
   const [n, ch, h, wd] = c.x;
   const [o, , kh, kw] = c.w;
-  const s = c.stride ?? 1;
-  const p = c.padding ?? Math.floor((kh - 1) / 2);
-  const ho = Math.floor((h + 2 * p - kh) / s) + 1;
-  const wo = Math.floor((wd + 2 * p - kw) / s) + 1;
+  const { s, pt, pl, ho, wo } = sizes(c);
   const y = new Float64Array(n * o * ho * wo);
   for (let ni = 0; ni < n; ni++) {
     for (let oi = 0; oi < o; oi++) {
@@ -39,10 +54,10 @@ function reference(
           let acc = b ? b[oi] : 0;
           for (let ci = 0; ci < ch; ci++) {
             for (let ky = 0; ky < kh; ky++) {
-              const iy = i * s + ky - p;
+              const iy = i * s + ky - pt;
               if (iy < 0 || iy >= h) continue;
               for (let kx = 0; kx < kw; kx++) {
-                const ix = j * s + kx - p;
+                const ix = j * s + kx - pl;
                 if (ix < 0 || ix >= wd) continue;
                 acc += x[((ni * ch + ci) * h + iy) * wd + ix] *
                   w[((oi * ch + ci) * kh + ky) * kw + kx];
@@ -64,9 +79,9 @@ const opts = (c: Case, bias?: Tensor): Conv2dOptions => ({
   bias,
 });
 const name = (c: Case) =>
-  `x [${c.x}] w [${c.w}] stride ${c.stride ?? 1} pad ${c.padding ?? "default"}${
-    c.bias ? " +bias" : ""
-  }`;
+  `x [${c.x}] w [${c.w}] stride ${c.stride ?? 1} pad ${
+    typeof c.padding === "object" ? `[${c.padding}]` : c.padding ?? "default"
+  }${c.bias ? " +bias" : ""}`;
 
 // Stride 2 with outputs wider than one column block: the generic forward kernel computes 8 output
 // columns per invocation (reading from column 8*q*S), the generic weight gradient steps 4 columns
@@ -78,6 +93,25 @@ const WIDE_STRIDE2: Case[] = [
   // Odd sizes everywhere: y [1, 5, 4, 19] and [3, 7, 2, 18].
   { x: [1, 3, 7, 37], w: [5, 3, 3, 3], stride: 2, padding: 1 },
   { x: [3, 5, 3, 33], w: [7, 5, 1, 1], stride: 2, padding: 1, bias: true },
+];
+
+// Every square kernel 1..6 at stride 1 and 2, even ones included, with the paddings the VAE nets
+// use (DisUnknown: 4x4 s2 p1|p2, 6x6 s2 p2|p3, 1x1; Zheng & Sun: 5x5 s2 p2), and asymmetric
+// padding [top, bottom, left, right] (TensorFlow's "same" puts the extra row/column after).
+const KERNELS: Case[] = [
+  ...[1, 2, 3, 4, 5, 6].flatMap((k): Case[] => [
+    { x: [2, 3, 7, 9], w: [5, 3, k, k], padding: Math.floor(k / 2), bias: k % 2 === 0 },
+    { x: [2, 3, 9, 7], w: [5, 3, k, k], stride: 2, padding: Math.floor((k - 1) / 2) },
+  ]),
+  { x: [2, 3, 10, 14], w: [5, 3, 4, 4], stride: 2, padding: 1, bias: true }, // 10x14 -> 5x7
+  { x: [2, 3, 14, 14], w: [6, 3, 4, 4], stride: 2, padding: 2 }, // ResDown e = 1: 14 -> 8
+  { x: [1, 3, 14, 10], w: [6, 3, 6, 6], stride: 2, padding: 3, bias: true }, // 14 -> 8
+  { x: [2, 3, 14, 11], w: [5, 3, 5, 5], stride: 2, padding: [1, 2, 1, 2] }, // TF same: 7 x 6
+  { x: [2, 3, 7, 6], w: [5, 3, 3, 3], padding: [0, 2, 1, 0], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 4, 4], padding: [1, 2, 2, 1] }, // "same" for an even kernel
+  { x: [2, 3, 9, 7], w: [5, 3, 4, 4], stride: 2, padding: [2, 0, 0, 3], bias: true },
+  { x: [1, 2, 5, 6], w: [3, 2, 1, 1], padding: [0, 1, 2, 0] }, // a 1x1 with a padded border
+  { x: [1, 2, 5, 6], w: [3, 2, 6, 6], stride: 2, padding: [5, 0, 4, 5] }, // pad >= half the kernel
 ];
 
 // Sizes not multiples of 4 (the kernels' vec4 columns and channel blocks).
@@ -112,6 +146,7 @@ const FORWARD: Case[] = [
   // 1x1 weight gradient: 3 x 3 blocks of 16 channels; small channel counts take the generic one.
   { x: [2, 33, 2, 2], w: [35, 33, 1, 1], padding: 0 },
   ...WIDE_STRIDE2,
+  ...KERNELS,
 ];
 
 for (const c of FORWARD) {
@@ -136,8 +171,7 @@ Deno.test("conv2d backward kernels match f64 adjoints", async () => {
     const gd = randu(size(shape), 6);
     const [n, ch, h, wdt] = c.x;
     const [o, , kh, kw] = c.w;
-    const s = c.stride ?? 1;
-    const p = c.padding ?? Math.floor((kh - 1) / 2);
+    const { s, pt, pl } = sizes(c);
     const [, , ho, wo] = shape;
     const dx = new Float64Array(size(c.x)), dw = new Float64Array(size(c.w));
     for (let ni = 0; ni < n; ni++) {
@@ -147,10 +181,10 @@ Deno.test("conv2d backward kernels match f64 adjoints", async () => {
             const gv = gd[((ni * o + oi) * ho + i) * wo + j];
             for (let ci = 0; ci < ch; ci++) {
               for (let ky = 0; ky < kh; ky++) {
-                const iy = i * s + ky - p;
+                const iy = i * s + ky - pt;
                 if (iy < 0 || iy >= h) continue;
                 for (let kx = 0; kx < kw; kx++) {
-                  const ix = j * s + kx - p;
+                  const ix = j * s + kx - pl;
                   if (ix < 0 || ix >= wdt) continue;
                   const xi = ((ni * ch + ci) * h + iy) * wdt + ix;
                   const wi = ((oi * ch + ci) * kh + ky) * kw + kx;
@@ -183,6 +217,13 @@ const GRAD: Case[] = [
   { x: [2, 3, 5, 8], w: [5, 3, 3, 3], bias: true },
   { x: [3, 5, 3, 4], w: [6, 5, 1, 1], padding: 0 },
   ...WIDE_STRIDE2,
+  // Even kernels and asymmetric padding.
+  { x: [2, 3, 7, 9], w: [5, 3, 4, 4], stride: 2, padding: 1, bias: true },
+  { x: [1, 2, 9, 7], w: [3, 2, 6, 6], stride: 2, padding: 2 },
+  { x: [1, 2, 6, 5], w: [3, 2, 6, 6], padding: 3, bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 5, 5], stride: 2, padding: [1, 2, 1, 2], bias: true },
+  { x: [2, 3, 7, 6], w: [5, 3, 4, 4], padding: [1, 2, 2, 1] },
+  { x: [1, 2, 5, 6], w: [3, 2, 1, 1], padding: [0, 1, 2, 0], bias: true },
 ];
 
 for (const c of GRAD) {
@@ -224,6 +265,19 @@ Deno.test("conv2d: shape errors name the shapes", () => {
   );
   assert.throws(() => conv2d(x, w([5, 3, 3, 3]), { stride: 3 as 1 }), /stride must be 1 or 2/);
   assert.throws(() => conv2d(x, w([5, 3, 3, 3]), { padding: -1 }), /padding must be/);
+  assert.throws(
+    () => conv2d(x, w([5, 3, 3, 3]), { padding: [1, 1, 1] as unknown as [1, 1, 1, 1] }),
+    /^Error: flowgpu: conv2d: padding must be .*\[top, bottom, left, right\].*got \[1, 1, 1\]/,
+  );
+  assert.throws(
+    () => conv2d(x, w([5, 3, 3, 3]), { padding: [1, 0.5, 1, 1] }),
+    /padding must be .*got \[1, 0.5, 1, 1\]/,
+  );
+  // Padding after the image only: 4 + 0 + 0 - 5 < 0 rows, though 4 + 2 - 5 would fit.
+  assert.throws(
+    () => conv2d(x, w([5, 3, 5, 5]), { padding: [0, 0, 1, 1] }),
+    /kernel 5x5 does not fit x \[2, 3, 4, 4\].*padding \[0, 0, 1, 1\]/,
+  );
   assert.throws(
     () => conv2dBackwardData(Tensor.from([1], [1, 1, 1, 1]), w([5, 3, 3, 3]), [2, 3, 4, 4]),
     /gradient \[1, 1, 1, 1\] does not match the output \[2, 5, 4, 4\]/,

@@ -1,4 +1,5 @@
-// 2-D convolution (NCHW, cross-correlation, zero padding, stride 1 or 2) and its gradients.
+// 2-D convolution (NCHW, cross-correlation, zero padding, symmetric or per side, stride 1 or 2)
+// and its gradients.
 // Kernels: shaders/conv.wgsl. Every pass is a register-blocked, barrier-free kernel reading
 // zero-padded copies of its inputs:
 //   forward  y  = corr(pad(x), pack(w)) + b
@@ -23,13 +24,19 @@ import { conv2dBackwardBias, conv2dBackwardWeight } from "./conv_weight.ts";
 import { accumulate, record } from "./tape.ts";
 import type { Tensor } from "./tensor.ts";
 
-export { type Conv2dOptions, type ConvGeometry, convGeometry } from "./conv_geometry.ts";
+export {
+  type Conv2dOptions,
+  type ConvGeometry,
+  convGeometry,
+  type Padding,
+} from "./conv_geometry.ts";
 export { conv2dBackwardBias, conv2dBackwardData, conv2dBackwardWeight, conv2dForward };
 
 /**
  * y = conv2d(x, w) + bias, x [N, C, H, W], w [O, C, KH, KW], bias [O]; zero padding `padding`
- * (default floor((KH - 1) / 2)) on every side; y [N, O, Ho, Wo], Ho = floor((H + 2p - KH) / S) + 1.
- * Only the gradients of inputs that require one are computed.
+ * (default floor((KH - 1) / 2)) on every side, or [top, bottom, left, right];
+ * y [N, O, Ho, Wo], Ho = floor((H + top + bottom - KH) / S) + 1 (Wo likewise). Any kernel size;
+ * stride 1 or 2. Only the gradients of inputs that require one are computed.
  */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const out = conv2dForward(x, w, opts);

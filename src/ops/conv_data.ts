@@ -6,7 +6,10 @@ import { pack, padded, releaseTemp } from "./conv_pack.ts";
 import { fill } from "./tape.ts";
 import { type Shape, Tensor } from "./tensor.ts";
 
-/** One axis of the data gradient's phase r: taps k0, k0 + S, ... reach dx[a*S + r]. */
+/**
+ * One axis of the data gradient's phase r (p: the padding before this axis; the padding after it
+ * only sets how many outputs there are): taps k0, k0 + S, ... reach dx[a*S + r].
+ */
 function phase(r: number, p: number, k: number, s: number, size: number) {
   const k0 = (r + p) % s;
   const taps = k0 < k ? Math.ceil((k - k0) / s) : 0;
@@ -28,13 +31,13 @@ export function conv2dBackwardData(
   const geo = convGeometry(xShape, w.shape, opts);
   checkGrad(g, geo, xShape, w.shape);
   const dx = Tensor.empty(xShape, "conv2d dx");
-  const { s, p } = geo;
+  const { s, pt, pl } = geo;
   const phases: [ReturnType<typeof phase>, ReturnType<typeof phase>, number, number][] = [];
   let complete = true;
   for (let ry = 0; ry < s; ry++) {
     for (let rx = 0; rx < s; rx++) {
-      const py = phase(ry, p, geo.kh, s, geo.h);
-      const px = phase(rx, p, geo.kw, s, geo.w);
+      const py = phase(ry, pt, geo.kh, s, geo.h);
+      const px = phase(rx, pl, geo.kw, s, geo.w);
       if (py.count <= 0 || px.count <= 0) continue;
       if (py.taps === 0 || px.taps === 0) complete = false;
       else phases.push([py, px, ry, rx]);

@@ -12,9 +12,16 @@ export interface Conv2dOptions {
   bias?: Tensor;
   /** Step of the kernel in both directions (default 1). */
   stride?: 1 | 2;
-  /** Zero padding on every side; default floor((KH - 1) / 2), "same" for odd kernels. */
-  padding?: number;
+  /**
+   * Zero padding: one number for every side (default floor((KH - 1) / 2), "same" for odd
+   * kernels), or [top, bottom, left, right] (e.g. TensorFlow's "same" at stride 2 on even sizes,
+   * [1, 2, 1, 2] for a 5x5 kernel).
+   */
+  padding?: number | Padding;
 }
+
+/** Zero padding per side: [top, bottom, left, right]. */
+export type Padding = readonly [number, number, number, number];
 
 /** Sizes of one convolution. h, w, ho, wo are per-image rows/columns as the kernels see them. */
 export interface ConvGeometry {
@@ -26,7 +33,11 @@ export interface ConvGeometry {
   kh: number;
   kw: number;
   s: number;
-  p: number;
+  /** Zero padding at the top, bottom, left and right. */
+  pt: number;
+  pb: number;
+  pl: number;
+  pr: number;
   ho: number;
   wo: number;
   /** Output shape [N, O, Ho, Wo] (before any flattening). */
@@ -54,15 +65,13 @@ export function convGeometry(xShape: Shape, wShape: Shape, opts: Conv2dOptions =
   }
   const s = opts.stride ?? 1;
   if (s !== 1 && s !== 2) throw new Error(`flowgpu: conv2d: stride must be 1 or 2, got ${s}`);
-  const p = opts.padding ?? Math.floor((kh - 1) / 2);
-  if (!Number.isInteger(p) || p < 0) {
-    throw new Error(`flowgpu: conv2d: padding must be an integer >= 0, got ${p}`);
-  }
-  const ho = Math.floor((h + 2 * p - kh) / s) + 1;
-  const wo = Math.floor((w + 2 * p - kw) / s) + 1;
+  const [pt, pb, pl, pr] = paddingOf(opts.padding, kh, "conv2d");
+  const ho = Math.floor((h + pt + pb - kh) / s) + 1;
+  const wo = Math.floor((w + pl + pr - kw) / s) + 1;
   if (ho < 1 || wo < 1) {
+    const pad = typeof opts.padding === "object" ? `[${opts.padding.join(", ")}]` : pt;
     throw new Error(
-      `flowgpu: conv2d: kernel ${kh}x${kw} does not fit ${shapes} with padding ${p}, stride ${s}`,
+      `flowgpu: conv2d: kernel ${kh}x${kw} does not fit ${shapes} with padding ${pad}, stride ${s}`,
     );
   }
   const b = opts.bias;
@@ -70,10 +79,30 @@ export function convGeometry(xShape: Shape, wShape: Shape, opts: Conv2dOptions =
     throw new Error(`flowgpu: conv2d: bias ${fmtShape(b.shape)} must be [${o}] for ${shapes}`);
   }
   const outShape = [n, o, ho, wo];
-  if (kh === 1 && kw === 1 && s === 1 && p === 0) {
-    return { n, c, h: 1, w: h * w, o, kh, kw, s, p, ho: 1, wo: ho * wo, outShape };
+  const pads = { pt, pb, pl, pr };
+  if (kh === 1 && kw === 1 && s === 1 && pt + pb + pl + pr === 0) {
+    return { n, c, h: 1, w: h * w, o, kh, kw, s, ...pads, ho: 1, wo: ho * wo, outShape };
   }
-  return { n, c, h, w, o, kh, kw, s, p, ho, wo, outShape };
+  return { n, c, h, w, o, kh, kw, s, ...pads, ho, wo, outShape };
+}
+
+/**
+ * [top, bottom, left, right] from a `padding` option (default floor((k - 1) / 2) on every side);
+ * throws `flowgpu: <op>: padding must be ...` unless every entry is an integer >= 0.
+ */
+export function paddingOf(padding: number | Padding | undefined, k: number, op: string): Padding {
+  const p = padding ?? Math.floor((k - 1) / 2);
+  const pads: Padding = typeof p === "number" ? [p, p, p, p] : p;
+  const ok = Array.isArray(pads) && pads.length === 4 &&
+    pads.every((p) => Number.isInteger(p) && p >= 0);
+  if (!ok) {
+    const got = Array.isArray(p) ? `[${p.join(", ")}]` : String(p);
+    throw new Error(
+      `flowgpu: ${op}: padding must be an integer >= 0 or [top, bottom, left, right] of them, ` +
+        `got ${got}`,
+    );
+  }
+  return pads;
 }
 
 export const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;

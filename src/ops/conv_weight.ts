@@ -105,7 +105,7 @@ export function conv2dBackwardWeight(
   const geo = convGeometry(x.shape, wShape, opts);
   checkGrad(g, geo, x.shape, wShape);
   const plan = wgradPlan(geo);
-  const src = padded(x, geo.n, geo.c, plan.cs, geo.h, geo.w, plan.hs, plan.ws, geo.p, geo.p);
+  const src = padded(x, geo.n, geo.c, plan.cs, geo.h, geo.w, plan.hs, plan.ws, geo.pt, geo.pl);
   const gsrc = padded(g, geo.n, geo.o, plan.gp, geo.ho, geo.wo, geo.ho, plan.gw, 0, 0);
   const [gx, gz] = plan.groups;
   if (gx > MAX_GROUPS || gz > MAX_GROUPS) {
