@@ -157,6 +157,8 @@ struct Pr { n: u32, c: u32, inner: u32, ca: u32 }
 // The slopes of the four lanes of vec4 i (lanes past n read a valid slope; their results are
 // padding).
 fn slope4(i: u32) -> vec4f {
+  // A plane of a multiple of 4 keeps each vec4 in one channel: one index, one load.
+  if (pr.inner % 4u == 0u) { return vec4f(pr_a[((4u * i / pr.inner) % pr.c) % pr.ca]); }
   let e = vec4u(4u * i) + vec4u(0u, 1u, 2u, 3u);
   let k = ((e / pr.inner) % pr.c) % pr.ca;
   return vec4f(pr_a[k.x], pr_a[k.y], pr_a[k.z], pr_a[k.w]);
@@ -274,6 +276,14 @@ fn wn_prelu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   let i = flat(gid, nwg);
   if (i * 4u >= wn.n) { return; }
   let e = 4u * i;
+  if (wn.s % 4u == 0u) {
+    // The whole vec4 in one channel (as prelu's slope4).
+    let o = wn_lane(e);
+    let u = wa_x[i] + wa_table[o + 7u];
+    let p = select(wa_table[o + 6u] * u, u, u > vec4f(0.0));
+    wa_y[i] = (p - wa_table[o]) / wa_table[o + 1u];
+    return;
+  }
   let o = vec4u(wn_lane(e), wn_lane(e + 1u), wn_lane(e + 2u), wn_lane(e + 3u));
   let m = vec4f(wa_table[o.x], wa_table[o.y], wa_table[o.z], wa_table[o.w]);
   let sd = vec4f(wa_table[o.x + 1u], wa_table[o.y + 1u], wa_table[o.z + 1u], wa_table[o.w + 1u]);

@@ -1,7 +1,8 @@
 // Activations: erf (against an f64 erf written here, itself checked against tabulated values),
 // abs, clamp, pow, PReLU, the WN-PReLU moments (against numerical integration of the definition,
 // not the closed form) and the fused WN-PReLU; gradchecks away from kinks, and bad inputs.
-// Sizes are not multiples of 4 (vec4 kernels straddle channels and the end).
+// Sizes are not multiples of 4 (vec4 kernels straddle channels and the end), but for one shape
+// per channel op whose plane is (the one-channel-per-vec4 path).
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { assertClose, gradcheck, randn, randu } from "./gradcheck.ts";
@@ -160,7 +161,7 @@ function preluRef(x: ArrayLike<number>, shape: number[], a: ArrayLike<number>): 
   );
 }
 
-for (const shape of [[2, 3, 5, 7], [5, 7], [3, 2, 3, 3]]) {
+for (const shape of [[2, 3, 5, 7], [5, 7], [3, 2, 3, 3], [3, 3, 2, 6]]) {
   const c = shape[1];
   const x = awayFrom(randn(numel(shape), 7), 0);
   const a = randu(c, 8, 0.05, 0.6);
