@@ -3,7 +3,8 @@
 import { checkGrad, type Conv2dOptions, convGeometry, roundUp } from "./conv_geometry.ts";
 import { convPlan, runConv, thinOk } from "./conv_forward.ts";
 import { pack, padded, releaseTemp } from "./conv_pack.ts";
-import { fill } from "./tape.ts";
+import { expand } from "./reduce.ts";
+import { fill, noGrad } from "./tape.ts";
 import { type Shape, Tensor } from "./tensor.ts";
 
 /**
@@ -20,17 +21,18 @@ function phase(r: number, p: number, k: number, s: number, size: number) {
 
 /**
  * dx [N, C, H, W]: the gradient of conv2d(x, w) with respect to x, given the output gradient
- * g [N, O, Ho, Wo]. A gather: each dx value sums the outputs and taps that read it.
+ * g [N, O, Ho, Wo]. A gather: each dx value sums the outputs and taps that read it. With `bias`
+ * [C] (the transposed convolution's), dx[n, c] + bias[c]. Nothing is recorded on the tape.
  */
 export function conv2dBackwardData(
   g: Tensor,
   w: Tensor,
   xShape: Shape,
   opts: Conv2dOptions = {},
+  bias?: Tensor,
 ): Tensor {
   const geo = convGeometry(xShape, w.shape, opts);
   checkGrad(g, geo, xShape, w.shape);
-  const dx = Tensor.empty(xShape, "conv2d dx");
   const { s, pt, pl } = geo;
   const phases: [ReturnType<typeof phase>, ReturnType<typeof phase>, number, number][] = [];
   let complete = true;
@@ -43,8 +45,13 @@ export function conv2dBackwardData(
       else phases.push([py, px, ry, rx]);
     }
   }
-  // Phases no tap reaches (a 1x1 kernel at stride 2) get no gradient.
-  if (!complete) fill(dx, 0);
+  // Phases no tap reaches (a 1x1 kernel at stride 2) get no gradient: zero, or the bias alone.
+  const [n, c, h, wd] = xShape;
+  const dx = complete
+    ? Tensor.empty(xShape, "conv2d dx")
+    : bias
+    ? noGrad(() => expand(bias, n, c, h * wd, 1, xShape))
+    : fill(Tensor.empty(xShape, "conv2d dx"), 0);
   for (const [py, px, ry, rx] of phases) {
     const plan = convPlan(geo.n, py.count, px.count, py.taps, px.taps, 1);
     const src = padded(
@@ -75,6 +82,7 @@ export function conv2dBackwardData(
       s: 1,
       co: geo.c,
       jp,
+      bias,
       out: dx,
       n: geo.n,
       ho: py.count,
