@@ -214,3 +214,23 @@ Deno.test("funs eval: images with a non-finite value are found (and only those)"
   x[11] = Infinity;
   assert.deepEqual(finiteImages(x, 4), [0, 2]);
 });
+
+Deno.test("funs eval: patch features put each 2x2 and 4x4 block in one vector; temperatures name their rows", async () => {
+  const { patchLayers, tempKey } = await import("../src/train/funs_eval.ts");
+  const size = 8, n = 2;
+  const x = Float32Array.from({ length: n * size * size }, (_, i) => i);
+  const [l2, l4] = patchLayers(x, n, size);
+  assert.equal(l2.channels, 4);
+  assert.equal(l2.positions, 16);
+  assert.equal(l4.channels, 16);
+  assert.equal(l4.positions, 4);
+  // Image 1, 2x2 block at row 1, column 2 (pixels (2..3, 4..5)): channel k = dy·2 + dx.
+  const at = (l: typeof l2, img: number, k: number, p: number) =>
+    l.data[(img * l.channels + k) * l.positions! + p];
+  const px = (img: number, y: number, x0: number) => img * 64 + y * 8 + x0;
+  assert.equal(at(l2, 1, 0, 1 * 4 + 2), px(1, 2, 4));
+  assert.equal(at(l2, 1, 3, 1 * 4 + 2), px(1, 3, 5));
+  assert.equal(at(l4, 0, 4 * 3 + 1, 2 + 1), px(0, 4 + 3, 4 + 1));
+  assert.equal(tempKey(1), "_t1");
+  assert.equal(tempKey(0.8), "_t0.8");
+});

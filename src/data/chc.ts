@@ -47,6 +47,8 @@ const BASE = {
 /** `small` generates in minutes on a CPU driver; `full` is the paper's 999 x 32 x 9. */
 export const CHC_PRESETS: Record<string, ChcParams> = {
   small: { ...BASE, ics: 40, runs: 8 },
+  // 32x32 for FUNS on a CPU: a quarter of the pixels, five times the initial conditions.
+  cpu: { ...BASE, size: 32, ics: 200, runs: 8 },
   full: { ...BASE, ics: 999, runs: 32 },
 };
 

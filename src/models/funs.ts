@@ -54,6 +54,8 @@ export interface FunsConfig {
   depth: number;
   /** Hidden channels of the couplings. */
   hidden: number;
+  /** Affine couplings (true) or additive ones (false). */
+  affine?: boolean;
   /** Encoder/decoder channels at full resolution (doubled at every halving). */
   base: number;
   /** Bit depth of the targets. */
@@ -200,6 +202,7 @@ export class Funs {
       levels,
       depth: cfg.depth,
       hidden: cfg.hidden,
+      affine: cfg.affine ?? true,
       nBits: cfg.nBits,
       splitPriors: false,
     }, scope.child("flow"));

@@ -145,11 +145,11 @@ export class ChcPairs implements PairSet {
 
 export async function pairSets(
   name: string,
-  o: { trainLimit: number; mode: "train" | "evaluate" },
+  o: { trainLimit: number; mode: "train" | "evaluate"; chcPreset?: string },
 ): Promise<{ train: PairSet; test: PairSet }> {
   if (name === "mnist-exemplar") return await mnistExemplar(o.trainLimit, o.mode);
   if (name === "chc") {
-    const set = await loadChc();
+    const set = await loadChc({ preset: o.chcPreset ?? "cpu" });
     const train = new ChcPairs(set, set.split.train);
     const limit = o.trainLimit ? Math.min(o.trainLimit, train.count) : train.count;
     return {

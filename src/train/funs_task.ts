@@ -19,9 +19,22 @@ const flags = {
     shape: true,
     help: "paired data set",
   },
+  chcPreset: {
+    default: "cpu",
+    gpu: "full",
+    choices: ["small", "cpu", "full"],
+    shape: true,
+    help: "CHC data preset (cpu: 32x32, small and full: 64x64; see deno task data chc --help)",
+  },
   levels: { default: 3, gpu: 4, min: 1, shape: true, help: "flow levels (L)" },
   depth: { default: 4, gpu: 48, min: 1, shape: true, help: "flow steps per level (K)" },
   width: { default: 48, gpu: 512, min: 1, shape: true, help: "hidden channels of the couplings" },
+  coupling: {
+    default: "affine",
+    choices: ["affine", "additive"],
+    shape: true,
+    help: "coupling layer of the flow",
+  },
   base: { default: 16, min: 1, shape: true, help: "encoder/decoder channels at full resolution" },
   bits: { default: 8, min: 1, shape: true, help: "bit depth of the targets" },
   alpha: { default: 0.01, real: true, help: "weight of ‖M‖₁" },
@@ -51,6 +64,7 @@ export class FunsModel implements Model {
       levels: cfg.levels,
       depth: cfg.depth,
       hidden: cfg.width,
+      affine: cfg.coupling === "affine",
       base: cfg.base,
       nBits: cfg.bits,
       alpha: cfg.alpha,
@@ -166,6 +180,60 @@ export class FunsModel implements Model {
     return imageGrid(px, rows * perRow, 1, size, size, perRow);
   }
 
+  /**
+   * Algorithm 1 on test images (the paper's Fig. 6): per row, the given x, then `k` x_sp
+   * (condition-specific latents redrawn from e(z | ĉ(x))), `k` x_iv (invariant ones redrawn),
+   * and x's specific latents with the next row's invariant ones, then that next image.
+   */
+  async algorithmPanel(rows = 6, k = 3): Promise<Uint8Array> {
+    const set = this.test, size = set.size, d = size * size;
+    const idx = set.exampleIndices(rows);
+    const n = idx.length, cols = 2 * k + 3;
+    const next = idx.map((_, i) => idx[(i + 1) % n]);
+    const a = this.pairBatch(set, idx, new Rng(8)), b = this.pairBatch(set, next, new Rng(9));
+    const rng = new Rng(99), noise = (q: number) => rng.normalArray(q);
+    const rep = (x: Float32Array) => {
+      const out = new Float32Array(n * k * d);
+      for (let i = 0; i < n * k; i++) {
+        out.set(x.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d), i * d);
+      }
+      return Tensor.from(out, [n * k, 1, size, size]);
+    };
+    this.funs.training = false;
+    let parts: Float32Array[];
+    try {
+      const xs = await a.x.read(), xn = await b.x.read();
+      const t = this.cfg.temperature;
+      const sp = await (await this.funs.resample(rep(xs), "sp", noise, t)).read();
+      const iv = await (await this.funs.resample(rep(xs), "iv", noise, t)).read();
+      const sw = await (await this.funs.swap(a.x, b.x)).read();
+      parts = [xs, sp, iv, sw, xn];
+    } finally {
+      this.funs.training = true;
+      clearTape();
+    }
+    const [xs, sp, iv, sw, xn] = parts;
+    const px = new Uint8Array(n * cols * d);
+    const put = (slot: number, src: Float32Array, at: number) => {
+      for (let i = 0; i < d; i++) {
+        const v = src[at + i];
+        px[slot * d + i] = Number.isFinite(v)
+          ? Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)))
+          : 0;
+      }
+    };
+    for (let r = 0; r < n; r++) {
+      put(r * cols, xs, r * d);
+      for (let j = 0; j < k; j++) {
+        put(r * cols + 1 + j, sp, (r * k + j) * d);
+        put(r * cols + 1 + k + j, iv, (r * k + j) * d);
+      }
+      put(r * cols + 2 * k + 1, sw, r * d);
+      put(r * cols + 2 * k + 2, xn, r * d);
+    }
+    return imageGrid(px, n * cols, 1, size, size, cols);
+  }
+
   async preview() {
     return { samples: await this.panel() };
   }
@@ -175,7 +243,10 @@ export class FunsModel implements Model {
     (await this.maskFractions()).forEach((f, l) => (metrics[`mask_fraction_level${l + 1}`] = f));
     if (!final) return { metrics };
     Object.assign(metrics, await funsPaperMetrics(this));
-    return { metrics, images: { panel: await this.panel() } };
+    return {
+      metrics,
+      images: { panel: await this.panel(), algorithm1: await this.algorithmPanel() },
+    };
   }
 
   release(): void {
@@ -198,7 +269,11 @@ export const funsTask = defineTask({
     checkpointEvery: { default: 250, gpu: 2000 },
   },
   async build(cfg, mode): Promise<Model> {
-    const { train, test } = await pairSets(cfg.data, { trainLimit: cfg.trainLimit, mode });
+    const { train, test } = await pairSets(cfg.data, {
+      trainLimit: cfg.trainLimit,
+      mode,
+      chcPreset: cfg.chcPreset,
+    });
     return new FunsModel(cfg, train, test);
   },
 });
