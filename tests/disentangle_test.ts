@@ -11,6 +11,7 @@ import {
   ridgeProbe,
   sap,
 } from "../src/eval/disentangle.ts";
+import { codeDrift, inceptionScore, MseMeter, reconMse, retargetError } from "../src/eval/recon.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const close = (a: number, b: number, tol: number, what = "") =>
@@ -520,4 +521,49 @@ Deno.test("ridgeProbe: R² ≈ 1 for a linear target, ≈ 0 for an independent o
     dim,
   );
   assert.ok(Math.abs(z.r2) < 0.03, `independent R² ${z.r2}`);
+});
+
+// ---- reconstruction MSE (§5.2) and the §5.4 scores (src/eval/recon.ts) ----
+
+Deno.test("reconMse: both scales, accumulated over batches", () => {
+  const x = [-1, 0, 0.5, 1], y = [-0.5, 0, 1, 0];
+  // [−1, 1] inputs: squared errors 0.25, 0, 0.25, 1 -> 0.375 on [−1, 1], /4 on [0, 1].
+  const r = reconMse(x, y);
+  close(r.mseSigned, 0.375, 1e-15);
+  close(r.mse01, 0.09375, 1e-15);
+  const u = reconMse([0, 0.5], [0.5, 0.5], { signed: false });
+  close(u.mse01, 0.125, 1e-15);
+  close(u.mseSigned, 0.5, 1e-15);
+  const m = new MseMeter();
+  m.add(x.slice(0, 1), y.slice(0, 1));
+  m.add(x.slice(1), y.slice(1));
+  assert.equal(m.pixels, 4);
+  close(m.result().mseSigned, 0.375, 1e-15);
+  assert.throws(() => reconMse([1, 2], [1]), /flowgpu: reconMse: 2 pixels against 1/);
+  assert.throws(() => new MseMeter().result(), /flowgpu: reconMse: no pixels added/);
+});
+
+Deno.test("inceptionScore, codeDrift, retargetError: known answers", () => {
+  // Confident and uniform over k classes -> IS = k; identical rows -> IS = 1.
+  const k = 4, eye = new Float64Array(8 * k);
+  for (let i = 0; i < 8; i++) eye[i * k + (i % k)] = 1;
+  close(inceptionScore(eye, k), 4, 1e-12);
+  close(inceptionScore([0.3, 0.7, 0.3, 0.7], 2), 1, 1e-12);
+  // Two rows (0.9, 0.1), (0.1, 0.9): p(y) = ½, KL = 0.9 ln 1.8 + 0.1 ln 0.2 each.
+  close(
+    inceptionScore([0.9, 0.1, 0.1, 0.9], 2),
+    Math.exp(0.9 * Math.log(1.8) + 0.1 * Math.log(0.2)),
+    1e-12,
+  );
+  assert.throws(() => inceptionScore([0.5, 0.6], 2), /flowgpu: inceptionScore: row 0 sums to 1.1/);
+  assert.throws(
+    () => inceptionScore([0.5, 0.5, 1], 2),
+    /flowgpu: inceptionScore: 3 values are not rows of 2/,
+  );
+  close(codeDrift([0, 0, 1, 1], [1, 0, 1, 3], 2), (1 + 4) / 2, 1e-15);
+  assert.throws(() => codeDrift([0, 0], [0, 0, 0, 0], 2), /flowgpu: codeDrift: 2 and 4 values/);
+  const e = retargetError([1, 2, 3], [1, 0, 4]);
+  close(e.mse, 5 / 3, 1e-15);
+  close(e.mae, 1, 1e-15);
+  assert.throws(() => retargetError([], []), /flowgpu: retargetError: 0 coordinates/);
 });
