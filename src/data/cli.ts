@@ -1,10 +1,15 @@
-// `deno task data <name> [flags]` generates (or verifies) a data set's cache. Each data set is
-// one entry of `datasets`: its help text and a run function taking the remaining arguments.
+// `deno task data <name> [flags]` generates (or verifies) a data set's cache, or, for the
+// labelled sets that are rendered on the fly (vae-disentangle.md §4), writes a preview grid with
+// its factors. Each data set is one entry of `datasets`: its help text and a run function taking
+// the remaining arguments.
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { initGpu } from "../gpu/mod.ts";
 import { imageGrid, writePng } from "../train/png.ts";
+import { Rng } from "../util/rng.ts";
+import { writeCache } from "./cache.ts";
 import { CHC_PRESETS, chcLengths, type ChcProgress, type ChcSet, loadChc } from "./chc.ts";
+import { type LabelledOptions, type LabelledSet, labelledSet } from "./labelled.ts";
 
 interface Dataset {
   summary: string;
@@ -130,11 +135,256 @@ a manifest; a valid cache is only verified, a cache with other parameters is reg
   },
 };
 
+// ---- labelled sets: previews ----
+
+/** At most this many columns in a preview (a factor with more values shows an even spread). */
+const PREVIEW_COLS = 16;
+const GAP = 96; // the grid's gap grey, so a blank tile reads as no image
+
+/** A preview: tiles (row-major, `cols` per row, blanks as undefined) and caption lines. */
+interface Preview {
+  tiles: (number | undefined)[];
+  cols: number;
+  caption: string[];
+}
+
+const meaningOf = (set: LabelledSet, k: number, v: number) => {
+  const m = set.factors[k].meaning?.[v];
+  return m === undefined ? `${v}` : `${v} (${m})`;
+};
+
+/**
+ * For sets holding every factor combination once: one row per factor, sweeping its values from
+ * a random base image while the others stay fixed.
+ */
+function traversalPreview(set: LabelledSet, seed: number): Preview {
+  const nf = set.factors.length;
+  const base = set.labels([new Rng(seed).int(set.count)]);
+  const tiles: (number | undefined)[] = [];
+  const caption = [
+    `${set.name}: one row per factor; each row sweeps that factor from the base image, the ` +
+    `others fixed at ${set.factors.map((f, k) => `${f.name}=${base[k]}`).join(" ")}`,
+  ];
+  set.factors.forEach((f, k) => {
+    const n = Math.min(f.size, PREVIEW_COLS);
+    const values = Array.from(
+      { length: n },
+      (_, c) => n === f.size ? c : Math.round((c * (f.size - 1)) / (n - 1)),
+    );
+    // A value that leaves the set (the correlated subset's floor/wall pairs) is skipped.
+    const shown: number[] = [];
+    for (const v of values) {
+      const f2 = Array.from(base.subarray(0, nf));
+      f2[k] = v;
+      try {
+        tiles.push(set.indexOf!(f2));
+        shown.push(v);
+      } catch {
+        continue;
+      }
+    }
+    caption.push(
+      `row ${k + 1}: ${f.name} = ${shown.map((v) => meaningOf(set, k, v)).join(", ")}`,
+    );
+    for (let c = shown.length; c < PREVIEW_COLS; c++) tiles.push(undefined);
+  });
+  return { tiles, cols: PREVIEW_COLS, caption };
+}
+
+/** For sets with random nuisances: one row per value of the first factor, train images. */
+function classPreview(set: LabelledSet, perRow = 12): Preview {
+  const f0 = set.factors[0], nf = set.factors.length;
+  const rows: number[][] = Array.from({ length: f0.size }, () => []);
+  const train = set.split("train");
+  for (let s = 0; s < train.length && rows.some((r) => r.length < perRow); s += 4096) {
+    const part = Array.from(train.subarray(s, s + 4096));
+    const f = set.labels(part);
+    part.forEach((i, b) => {
+      const row = rows[f[b * nf]];
+      if (row.length < perRow) row.push(i);
+    });
+  }
+  const caption = [
+    `${set.name}: one row per ${f0.name}, ${perRow} training images each; per tile: ` +
+    `index ${set.factors.slice(1).map((f) => f.name).join(" ")}`,
+  ];
+  const tiles: (number | undefined)[] = [];
+  rows.forEach((row, v) => {
+    const f = set.labels(row);
+    const items = row.map((i, b) =>
+      [`#${i}`, ...Array.from(f.subarray(b * nf + 1, (b + 1) * nf))].join(" ")
+    );
+    caption.push(`row ${v + 1}: ${f0.name} = ${meaningOf(set, 0, v)}: ${items.join(" | ")}`);
+    for (let c = 0; c < perRow; c++) tiles.push(row[c]);
+  });
+  return { tiles, cols: perRow, caption };
+}
+
+/** Renders a preview's tiles (blanks in the gap grey); also returns the images per second. */
+function previewPixels(set: LabelledSet, p: Preview): { pixels: Uint8Array; perSec: number } {
+  const d = set.channels * set.height * set.width;
+  const idx = p.tiles.filter((t): t is number => t !== undefined);
+  set.pixels(idx.slice(0, 16)); // compiles the renderer before the timing
+  const t0 = performance.now();
+  const px = set.pixels(idx).pixels;
+  const perSec = idx.length / ((performance.now() - t0) / 1000);
+  const pixels = new Uint8Array(p.tiles.length * d).fill(GAP);
+  let k = 0;
+  p.tiles.forEach((t, i) => {
+    if (t !== undefined) pixels.set(px.subarray(k * d, ++k * d), i * d);
+  });
+  return { pixels, perSec };
+}
+
+interface LabelledCli {
+  summary: string;
+  /** Lines of set-specific options for the help text. */
+  options: string;
+  flags: Record<string, { type: "string" | "boolean" }>;
+  /** The registry name and options from the parsed flags. */
+  pick(v: Record<string, string | boolean | undefined>): { name: string; opts: LabelledOptions };
+}
+
+function intFlag(name: string, v: string | boolean | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isInteger(n)) {
+    throw new Error(`flowgpu: --${name} needs an integer, got '${v}'`);
+  }
+  return n;
+}
+
+/** `deno task data NAME` for a labelled set: options, preview grid, caption and manifest. */
+function labelledDataset(cmd: string, spec: LabelledCli): Dataset {
+  return {
+    summary: spec.summary,
+    help: `usage: deno task data ${cmd} [options]
+
+${spec.summary}.
+Images are rendered on demand from (seed, index), so nothing is cached: this writes
+OUT/preview.png (a grid of images), OUT/preview.txt (the factor values of every tile) and
+OUT/manifest.json (parameters, counts, checksums).
+
+${spec.options}  --seed N               seed of the per-image randomness and of the split (default 1)
+  --out DIR              output folder (default data/${cmd}-preview)
+`,
+    async run(args) {
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        options: {
+          ...spec.flags,
+          seed: { type: "string" },
+          out: { type: "string" },
+          help: { type: "boolean", short: "h", default: false },
+        },
+      });
+      if (values.help) return console.log(this.help);
+      if (positionals.length) {
+        throw new Error(`flowgpu: unexpected argument '${positionals[0]}' (see --help)`);
+      }
+      const { name, opts } = spec.pick(values);
+      const seed = intFlag("seed", values.seed);
+      const set = await labelledSet(name, { ...opts, seed });
+      const preview = set.indexOf ? traversalPreview(set, set.seed) : classPreview(set);
+      const { pixels, perSec } = previewPixels(set, preview);
+      const png = await imageGrid(
+        pixels,
+        preview.tiles.length,
+        set.channels,
+        set.height,
+        set.width,
+        preview.cols,
+      );
+      const train = set.split("train").length, test = set.split("test").length;
+      const facts = set.factors.map((f) => `${f.name} ${f.size}`).join(", ");
+      const caption = [
+        `${set.name} (seed ${set.seed}): ${set.count} images of ${set.channels}x${set.height}x` +
+        `${set.width}, split ${train}/${test} (train/test)`,
+        `factors: ${facts}`,
+        ...(set.values.length ? [`continuous values: ${set.values.join(", ")}`] : []),
+        ...preview.caption,
+      ].join("\n") + "\n";
+      const dir = values.out as string | undefined ?? `data/${cmd}-preview`;
+      await writeCache(
+        dir,
+        "flowgpu-labelled-preview-1",
+        { name, ...opts, seed: set.seed },
+        { "preview.png": png, "preview.txt": new TextEncoder().encode(caption) },
+        {
+          count: set.count,
+          shape: [set.channels, set.height, set.width],
+          factors: set.factors.map((f) => ({ name: f.name, size: f.size })),
+          values: set.values,
+          split: { train, test },
+        },
+      );
+      console.log(caption.split("\n").slice(0, 3).join("\n"));
+      console.log(
+        `${set.name}: rendered ${Math.round(perSec)} images/s (preview tiles, one thread)`,
+      );
+      console.log(
+        `${set.name}: preview ${join(dir, "preview.png")}, caption ${join(dir, "preview.txt")}`,
+      );
+    },
+  };
+}
+
+const sizeFlag =
+  `  --size N               image side, 8..256 (default 64; 16 and 32 for quick tests)\n`;
+
+const cmnist = labelledDataset("cmnist", {
+  summary: "Coloured MNIST, CMNIST-28 or CMNIST-32 (vae-disentangle.md §4.2): digit, hue factors",
+  options: `  --variant 28|32        CMNIST-28 (black background) or CMNIST-32 (textured, shifted)
+  --background black|dark  CMNIST-28 background (default black)
+`,
+  flags: { variant: { type: "string" }, background: { type: "string" } },
+  pick(v) {
+    const variant = v.variant ?? "28";
+    if (variant !== "28" && variant !== "32") {
+      throw new Error(`flowgpu: --variant must be 28 or 32, got '${variant}'`);
+    }
+    const background = v.background as LabelledOptions["background"];
+    return { name: `cmnist${variant}`, opts: background ? { background } : {} };
+  },
+});
+
+const shapes = labelledDataset("shapes2.5d", {
+  summary: "Shapes2.5D, a 3D Shapes substitute (vae-disentangle.md §4.3): 480,000 combinations",
+  options: sizeFlag +
+    `  --correlated           the subset with (floor - wall) hue mod 10 in {0, 1, 9} (144,000)\n`,
+  flags: { size: { type: "string" }, correlated: { type: "boolean" } },
+  pick: (v) => ({
+    name: v.correlated ? "shapes2.5d-corr" : "shapes2.5d",
+    opts: { size: intFlag("size", v.size) },
+  }),
+});
+
+const glyph10 = labelledDataset("glyph10", {
+  summary: "Glyph-10, a Fashion-MNIST substitute (vae-disentangle.md §4.6): 10 stroke shapes",
+  options: "",
+  flags: {},
+  pick: () => ({ name: "glyph10", opts: {} }),
+});
+
+const procchairs = labelledDataset("procchairs", {
+  summary: "ProcChairs, a 3D Chairs substitute (vae-disentangle.md §4.4): 1393 models x 62 views",
+  options: sizeFlag,
+  flags: { size: { type: "string" } },
+  pick: (v) => ({ name: "procchairs", opts: { size: intFlag("size", v.size) } }),
+});
+
 /** Every data set `deno task data` can make, by name. */
-export const datasets: Record<string, Dataset> = { chc };
+export const datasets: Record<string, Dataset> = {
+  chc,
+  cmnist,
+  "shapes2.5d": shapes,
+  glyph10,
+  procchairs,
+};
 
 function usage(): string {
-  const list = Object.entries(datasets).map(([n, d]) => `  ${n.padEnd(8)} ${d.summary}`);
+  const list = Object.entries(datasets).map(([n, d]) => `  ${n.padEnd(11)} ${d.summary}`);
   return `usage: deno task data NAME [options]   (NAME --help for its options)\n\ndata sets:\n${
     list.join("\n")
   }`;
