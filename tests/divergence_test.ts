@@ -15,6 +15,7 @@ import {
   squaredError,
   sse,
 } from "../src/ops/divergence.ts";
+import { gaussianLogProb } from "../src/ops/loss.ts";
 import { clearTape } from "../src/ops/tape.ts";
 import { numel, Tensor } from "../src/ops/tensor.ts";
 
@@ -91,6 +92,17 @@ for (const shape of SHAPES) {
     const y = gaussianNll(t(a, shape), t(b, shape), t(ls, [n, 1]));
     const want = sq.map((e, j) => e / d / (2 * Math.exp(2 * ls[j])) + ls[j] + HALF_LOG_2PI);
     assertClose(await y.read(), want, { rtol: 2e-6, atol: 2e-6, label: "default" });
+    clearTape();
+  });
+
+  Deno.test(`gaussianNll ${s}: "sum" is -gaussianLogProb with log sigma per element`, async () => {
+    const full = Array.from({ length: size }, (_, i) => ls[Math.floor(i / d)]);
+    const nll = gaussianNll(t(a, shape), t(b, shape), t(ls, [n]), { elements: "sum" });
+    const logp = gaussianLogProb(t(a, shape), t(b, shape), t(full, shape));
+    assertClose(await nll.read(), Array.from(await logp.read(), (v) => -v), {
+      rtol: 2e-6,
+      atol: 4e-6,
+    });
     clearTape();
   });
 
