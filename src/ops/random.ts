@@ -95,8 +95,8 @@ export class GpuRng {
     checkU53("counter", counter);
     this.#counter = counter;
     const s = this.seed;
-    const words = Uint32Array.of(s % TWO32, Math.floor(s / TWO32), counter % TWO32, 0);
-    words[3] = Math.floor(counter / TWO32);
+    const hi = (v: number) => Math.floor(v / TWO32);
+    const words = Uint32Array.of(s % TWO32, hi(s), counter % TWO32, hi(counter));
     // The slot the next draw reads: the counter's parity, as takeDraw picks it.
     upload(this.#state.buffer, words, (counter % 2) * 16);
   }
