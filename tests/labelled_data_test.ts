@@ -7,6 +7,7 @@ import {
   type LabelledSet,
   labelledSet,
   randomSplit,
+  splitBatch,
   toByte,
 } from "../src/data/labelled.ts";
 import {
@@ -181,6 +182,27 @@ Deno.test("labelled: random splits are 10 %, disjoint, seeded and cover the set"
   // The chosen test images of the big set are spread over the factors (not a block of indices).
   const counts = factorCounts(shapes, shapes.split("test"));
   for (const c of counts[4]) assert.ok(Math.abs(c - 12000) < 600, `shape counts ${counts[4]}`);
+});
+
+Deno.test("labelled: splitBatch draws epochs of the split only, seeded", () => {
+  const set = glyph10();
+  const test = new Set(set.split("test"));
+  const seen = new Set<number>();
+  // 10,000 test images in batches of 64: 156 whole batches per epoch.
+  for (let step = 0; step < 156; step++) {
+    const { idx, epoch } = splitBatch(set, "test", 64, step, 9);
+    assert.equal(epoch, 0);
+    assert.equal(idx.length, 64);
+    for (const i of idx) assert.ok(test.has(i) && !seen.has(i)), seen.add(i);
+  }
+  assert.equal(seen.size, 156 * 64);
+  assert.equal(splitBatch(set, "test", 64, 156, 9).epoch, 1);
+  assert.deepEqual(splitBatch(set, "train", 32, 5, 9).idx, splitBatch(set, "train", 32, 5, 9).idx);
+  assert.notDeepEqual(
+    splitBatch(set, "train", 32, 5, 9).idx,
+    splitBatch(set, "train", 32, 5, 8).idx,
+  );
+  assert.ok(splitBatch(set, "train", 32, 5, 9).idx.every((i) => i < 60000));
 });
 
 // ---- Shapes2.5D ----
@@ -675,4 +697,51 @@ Deno.test("labelled: every registered set renders its first and last image", asy
       assert.ok(v >= 0 && v < f.size, `${name}: ${f.name} = ${v}`);
     });
   }
+});
+
+// ---- the data CLI ----
+
+Deno.test("data cli: previews with captions and a manifest; bad flags throw", async () => {
+  const { datasets } = await import("../src/data/cli.ts");
+  assert.deepEqual(Object.keys(datasets), ["chc", "cmnist", "shapes2.5d", "glyph10", "procchairs"]);
+  const dir = await Deno.makeTempDir();
+  const log = console.log;
+  console.log = () => {};
+  try {
+    await datasets["shapes2.5d"].run(["--correlated", "--size", "16", "--seed", "4", "--out", dir]);
+    await datasets.glyph10.run(["--out", `${dir}/g`]);
+  } finally {
+    console.log = log;
+  }
+  const png = await Deno.readFile(`${dir}/preview.png`);
+  assert.deepEqual(Array.from(png.subarray(0, 4)), [0x89, 0x50, 0x4e, 0x47]);
+  const caption = await Deno.readTextFile(`${dir}/preview.txt`);
+  assert.match(
+    caption,
+    /^shapes2\.5d-corr \(seed 4\): 144000 images of 3x16x16, split 129600\/14400/,
+  );
+  // The correlated set's floor and wall rows show only the 3 hues allowed with the base's.
+  const rows = caption.split("\n").filter((l) => l.startsWith("row "));
+  assert.equal(rows.length, 6);
+  assert.equal(rows[0].split(",").length, 3);
+  assert.equal(rows[5].split(",").length, 15);
+  const manifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+  assert.equal(manifest.params.name, "shapes2.5d-corr");
+  assert.equal(manifest.params.seed, 4);
+  assert.equal(manifest.info.count, 144000);
+  assert.equal(manifest.files["preview.png"].bytes, png.length);
+  const glyphRows = (await Deno.readTextFile(`${dir}/g/preview.txt`)).split("\n")
+    .filter((l) => l.startsWith("row "));
+  assert.equal(glyphRows.length, 10);
+  assert.match(glyphRows[6], /^row 7: class = 6 \(heart\): #6 \| #16 \| #26/);
+  await Deno.remove(dir, { recursive: true });
+  await assertRejectsFlowgpu(
+    () => datasets.cmnist.run(["--variant", "30"]),
+    /--variant must be 28 or 32, got '30'/,
+  );
+  await assertRejectsFlowgpu(
+    () => datasets.procchairs.run(["--size", "big"]),
+    /--size needs an integer, got 'big'/,
+  );
+  await assertRejectsFlowgpu(() => datasets.glyph10.run(["extra"]), /unexpected argument 'extra'/);
 });

@@ -7,6 +7,7 @@
 // imports those modules while they import this one; the cycle is harmless because nothing here
 // runs at module load (no `class extends` across it).
 import { Rng } from "../util/rng.ts";
+import { batchIndices } from "./batches.ts";
 import { loadCmnist } from "./cmnist.ts";
 import { glyph10 } from "./glyph10.ts";
 import { procChairs } from "./procchairs.ts";
@@ -287,6 +288,22 @@ export function factorCounts(set: LabelledSet, idx: ArrayLike<number> = set.spli
     }
   }
   return counts;
+}
+
+/**
+ * Indices of training step `step`'s batch drawn from split `which`: each epoch is a seeded
+ * permutation of the split (batches.ts's `batchIndices`, so a resumed run repeats it exactly).
+ */
+export function splitBatch(
+  set: LabelledSet,
+  which: "train" | "test",
+  batch: number,
+  step: number,
+  seed: number,
+): { idx: Uint32Array; epoch: number } {
+  const split = set.split(which);
+  const { idx, epoch } = batchIndices(split.length, batch, step, seed);
+  return { idx: idx.map((k) => split[k]), epoch };
 }
 
 // ---- the registry ----
