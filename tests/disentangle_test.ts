@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import "./setup.ts";
 import {
   dci,
   dciFromImportance,
@@ -11,6 +12,7 @@ import {
   ridgeProbe,
   sap,
 } from "../src/eval/disentangle.ts";
+import { migGpu, posteriorEntropiesGpu } from "../src/eval/disentangle_gpu.ts";
 import { codeDrift, inceptionScore, MseMeter, reconMse, retargetError } from "../src/eval/recon.ts";
 import { Rng } from "../src/util/rng.ts";
 
@@ -566,4 +568,63 @@ Deno.test("inceptionScore, codeDrift, retargetError: known answers", () => {
   close(e.mse, 5 / 3, 1e-15);
   close(e.mae, 1, 1e-15);
   assert.throws(() => retargetError([], []), /flowgpu: retargetError: 0 coordinates/);
+});
+
+// ---- the GPU estimator (src/eval/disentangle_gpu.ts) against the float64 CPU one ----
+
+Deno.test("posteriorEntropiesGpu: agrees with the CPU estimator (10 factors: two passes)", async () => {
+  const rng = new Rng(51), n = 301, dim = 3, m = 413;
+  const mu = Float64Array.from(rng.normalArray(n * dim, 2));
+  const logvar = Float64Array.from(rng.uniformArray(n * dim, -3, 0.5));
+  const labels = Array.from({ length: 10 }, (_, f) => labelsOf(rng, n, 2 + f));
+  // Factor 0 follows dim 0 closely, so some information is there to be measured.
+  for (let i = 0; i < n; i++) mu[i * dim] = 3 * labels[0][i] + 0.1 * rng.normal();
+  const factors = labels.map((l) => indexFactor(l));
+  const source = Uint32Array.from({ length: m }, () => rng.int(n));
+  const eps = Float64Array.from(rng.normalArray(m * dim));
+  const cpu = posteriorEntropies({ mu, logvar, dim }, factors, source, eps);
+  const gpu = await posteriorEntropiesGpu({ mu, logvar, dim }, factors, source, eps);
+  for (let k = 0; k < dim; k++) close(gpu.hx[k], cpu.hx[k], 2e-5, `H(X_${k})`);
+  for (let j = 0; j < cpu.mi.length; j++) close(gpu.mi[j], cpu.mi[j], 2e-5, `I ${j}`);
+  assert.ok(cpu.mi[0] > 0.5, `I(L_0; X_0) ${cpu.mi[0]}`);
+});
+
+Deno.test("posteriorEntropiesGpu: a subset that underflows in f32 falls back to float64", async () => {
+  // Code 0 is wide (σ = 50) and alone in its label value; the sample drawn from it at ε = 8 lands
+  // on 39 very narrow codes (σ = 1e-18), whose density there is ~78 nats above code 0's own: its
+  // subset sum underflows against the shared f32 max and must be redone in f64.
+  const n = 40, mu = new Float64Array(n).fill(400), sigma = new Float64Array(n).fill(1e-18);
+  [mu[0], sigma[0]] = [0, 50];
+  const lab = Int32Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 0));
+  const factors = [indexFactor(lab)];
+  const source = new Uint32Array([0, 1, 2]), eps = [8, 0, 0];
+  const cpu = posteriorEntropies({ mu, sigma, dim: 1 }, factors, source, eps);
+  const gpu = await posteriorEntropiesGpu({ mu, sigma, dim: 1 }, factors, source, eps);
+  close(gpu.hxGivenL[0], cpu.hxGivenL[0], 1e-5 * Math.abs(cpu.hxGivenL[0]), "H(X|L)");
+  close(gpu.hx[0], cpu.hx[0], 1e-5 * Math.abs(cpu.hx[0]), "H(X)");
+  // σ whose 1/2σ² overflows f32 is refused rather than turned into NaN.
+  sigma[1] = 1e-20;
+  await assert.rejects(
+    () => posteriorEntropiesGpu({ mu, sigma, dim: 1 }, factors, source, eps),
+    /flowgpu: posteriorEntropiesGpu: code 1 dim 0 has σ 1e-20, too small for f32 \(use the CPU mig\)/,
+  );
+});
+
+Deno.test("migGpu: same MIG as the CPU on the correlated-shapes ceiling case", async () => {
+  const rng = new Rng(52), n = 2000;
+  const f = [labelsOf(rng, n, 10), new Int32Array(n), labelsOf(rng, n, 4)];
+  for (let i = 0; i < n; i++) f[1][i] = (f[0][i] + [0, 1, 9][rng.int(3)]) % 10;
+  const names = ["floor", "wall", "shape"];
+  const enc = names.map((name, j) => ({
+    name,
+    dim: 2,
+    noise: 0.02,
+    mu: copyCode([f[j], rng.normalArray(n)], [0, 1], 0.02, rng),
+  }));
+  const fac = names.map((name, j) => ({ name, labels: f[j], encoder: name, labeled: j !== 2 }));
+  const cpu = mig(enc, fac), gpu = await migGpu(enc, fac);
+  close(gpu.migAll, cpu.migAll, 1e-4, "MIG_all");
+  close(gpu.migLab, cpu.migLab, 1e-4, "MIG_lab");
+  gpu.factors.forEach((r, j) => assert.equal(r.rivalEncoder, cpu.factors[j].rivalEncoder));
+  close(cpu.factors[0].rival, 1 - Math.log(3) / Math.log(10), 0.03, "floor's rival");
 });

@@ -1,9 +1,9 @@
 // Disentanglement metrics of vae-disentangle.md: the posterior-based MIG estimator of §5.1 (β-TCVAE's
 // mixture entropy, per code dim) in the weakly-supervised multi-encoder form of §1.9 (MIG_lab and
 // MIG_all) and the classic single-code top-two gap; DCI (Eastwood & Williams 2018); SAP (Kumar et
-// al. 2018); and the leakage probe of §5.4. Forward only, in float64 on the CPU: the estimator
-// subtracts two entropies of similar size, so f32 rounding of the log-densities (≈ 1e-7 relative on
-// values of order 10) would be a visible part of an Î near 0.
+// al. 2018); and the leakage probes of §5.4. Forward only, in float64 on the CPU: this is the
+// reference that disentangle_gpu.ts (the O(N·M) log-density sums in f32, for large N·M·dims) is
+// tested against, and the regressions are small dense solves.
 import { Rng } from "../util/rng.ts";
 
 const LOG_2PI = Math.log(2 * Math.PI);
