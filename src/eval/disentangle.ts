@@ -64,6 +64,32 @@ function sdOf(code: PosteriorCode): (i: number) => number {
   return () => noise;
 }
 
+/** §1.9's fixed posterior σ for deterministic codes: content/unknown 0.05, class/labelled 0.02. */
+export const MIG_NOISE = { unknown: 0.05, labeled: 0.02 } as const;
+
+/**
+ * Equal-mass buckets of a continuous factor (§8 D13: 24–32 for MIG): bucket b holds the values
+ * ranked in [b·n/B, (b+1)·n/B); ties share the bucket of their first rank, so equal values never
+ * split. Returns a bucket id per value.
+ */
+export function equalMassBuckets(values: ArrayLike<number>, buckets: number): Int32Array {
+  const n = values.length;
+  if (!(Number.isInteger(buckets) && buckets >= 2 && n >= buckets)) {
+    throw new Error(`flowgpu: equalMassBuckets: ${n} values cannot fill ${buckets} buckets`);
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => values[a] - values[b]);
+  const out = new Int32Array(n);
+  let first = 0;
+  for (let r = 0; r < n; r++) {
+    if (!Number.isFinite(values[order[r]])) {
+      throw new Error(`flowgpu: equalMassBuckets: value ${values[order[r]]} is not finite`);
+    }
+    if (r > 0 && values[order[r]] !== values[order[r - 1]]) first = r;
+    out[order[r]] = Math.floor((first * buckets) / n);
+  }
+  return out;
+}
+
 /** A factor's labels as value indices 0..m−1 (in sorted order of the raw values) and counts. */
 export interface IndexedFactor {
   /** Value index per sample. */
