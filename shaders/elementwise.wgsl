@@ -49,8 +49,9 @@ fn sigmoid4(x: vec4f) -> vec4f {
   return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= vec4f(0.0));
 }
 
+// log1p01 (common.wgsl), not log(1 + e): that rounds to 0 below e = 6e-8, so softplus(-20) was 0.
 fn softplus4(x: vec4f) -> vec4f {
-  return max(x, vec4f(0.0)) + log(1.0 + exp(-abs(x)));
+  return max(x, vec4f(0.0)) + log1p01(exp(-abs(x)));
 }
 
 fn unary_f(x: vec4f) -> vec4f {

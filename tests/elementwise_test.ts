@@ -181,3 +181,18 @@ Deno.test("a released tensor says so", () => {
   a.release();
   assert.throws(() => unary("exp", a), /was released/);
 });
+
+Deno.test("softplus keeps full relative accuracy far into the negative tail (no log(1 + e) rounding)", async () => {
+  const data = [-30, -20, -17, -10, -1e-3, 0, 15, 40];
+  const y = await unary("softplus", Tensor.from(data, [8])).read();
+  const ref = data.map((x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))));
+  for (let i = 0; i < data.length; i++) {
+    // WGSL's exp is accurate to 3 + 2|x| ULP; log(1 + e) would have returned 0 below x ≈ −16.6.
+    const tol = ((3 + 2 * Math.abs(data[i])) * 2 ** -23 + 2e-7) * Math.abs(ref[i]);
+    assert.ok(
+      Math.abs(y[i] - ref[i]) <= tol,
+      `softplus(${data[i]}) = ${y[i]}, want ${ref[i]}`,
+    );
+  }
+  clearTape();
+});
