@@ -150,3 +150,80 @@ export {
   ResBlock,
   SqueezeModule,
 } from "./src/models/funs.ts";
+
+// The VAE toolbox (vae-disentangle.md §7): activations, classification and GAN losses,
+// divergences, indexing, GPU random numbers.
+export {
+  abs,
+  clamp,
+  erf,
+  pow,
+  prelu,
+  wnPrelu,
+  type WnPreluMoments,
+  wnPreluMoments,
+} from "./src/ops/activation.ts";
+export {
+  type LabelLossOptions,
+  type Labels,
+  logsumexp,
+  nllLoss,
+  nluClassWeights,
+  nluLoss,
+  softCrossEntropy,
+  softmax,
+} from "./src/ops/classify.ts";
+export { bceWithLogits, type GanTarget, hingeLoss, lsganLoss } from "./src/ops/gan.ts";
+export {
+  type ErrorReduction,
+  gaussianNll,
+  type GaussianNllOptions,
+  gmLogits,
+  klDiagGaussians,
+  type KlReduction,
+  klStdNormal,
+  klStdNormalSigma,
+  mse,
+  squaredError,
+  sse,
+} from "./src/ops/divergence.ts";
+export { embedding, gatherBatch, type Index, projectionTerm, where } from "./src/ops/gather.ts";
+export { GpuRng, reparameterize } from "./src/ops/random.ts";
+
+// Labelled substitute data sets (vae-disentangle.md §4)
+export {
+  type Factor,
+  factorCounts,
+  LABELLED_SETS,
+  type LabelledBatch,
+  type LabelledOptions,
+  type LabelledPixels,
+  type LabelledSet,
+  labelledSet,
+  splitBatch,
+} from "./src/data/labelled.ts";
+export { estimateColour } from "./src/data/cmnist.ts";
+
+// Disentanglement and image metrics (vae-disentangle.md §5)
+export {
+  dci,
+  dciFromImportance,
+  equalMassBuckets,
+  logisticProbe,
+  mig,
+  MIG_NOISE,
+  migGap,
+  mutualInformation,
+  ridgeProbe,
+  sap,
+} from "./src/eval/disentangle.ts";
+export type {
+  MigEncoder,
+  MigFactor,
+  MigOptions,
+  MigResult,
+  PosteriorCode,
+} from "./src/eval/disentangle.ts";
+export { migGpu } from "./src/eval/disentangle_gpu.ts";
+export { intraClassDiversity, msSsim, ssim, ssimVariant } from "./src/eval/ssim.ts";
+export { codeDrift, inceptionScore, MseMeter, reconMse, retargetError } from "./src/eval/recon.ts";

@@ -276,7 +276,10 @@ export function makeLabelledSet(src: LabelledSource): LabelledSet {
  * How often each value of each factor occurs among images `idx` (default: the train split):
  * counts[k][v] for factor k. Divide by idx.length for the class frequencies q_i of §1.1.
  */
-export function factorCounts(set: LabelledSet, idx: ArrayLike<number> = set.split("train")) {
+export function factorCounts(
+  set: LabelledSet,
+  idx: ArrayLike<number> = set.split("train"),
+): number[][] {
   const nf = set.factors.length;
   const counts = set.factors.map((f) => new Array<number>(f.size).fill(0));
   const chunk = 65536; // labels in pieces, so a 480,000-image set needs no 11 MB array
