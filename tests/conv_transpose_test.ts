@@ -109,6 +109,10 @@ const FORWARD: Case[] = [
   // Asymmetric crops; a wide output (several column blocks of the kernels).
   { x: [2, 3, 5, 6], w: [3, 5, 5, 5], stride: 2, padding: [1, 2, 2, 1], bias: true },
   { x: [2, 3, 3, 19], w: [3, 5, 4, 4], stride: 2, padding: 1 },
+  // Stride 1 through conv2d's thin kernels (rows of whole vec4s), which add the bias as they
+  // store: 3x3 padding 1 on 8 columns, and a 1x1 on 4 x 5 pixels (one flattened row of 20).
+  { x: [2, 3, 5, 8], w: [3, 5, 3, 3], padding: 1, bias: true },
+  { x: [2, 3, 4, 5], w: [3, 6, 1, 1], bias: true },
   // Many channels: several channel blocks each way.
   { x: [2, 9, 3, 5], w: [9, 11, 4, 4], stride: 2, padding: 1, bias: true },
 ];
