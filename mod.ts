@@ -63,7 +63,19 @@ export {
   sumPerSample,
 } from "./src/ops/reduce.ts";
 export { linear, matmul } from "./src/ops/matmul.ts";
-export { conv2d, type Conv2dOptions } from "./src/ops/conv.ts";
+export { conv2d, type Conv2dOptions, type Padding } from "./src/ops/conv.ts";
+export {
+  convTranspose2d,
+  type ConvTranspose2dOptions,
+  convTranspose2dShape,
+} from "./src/ops/conv_transpose.ts";
+export {
+  spectralNorm,
+  type SpectralNormOptions,
+  weightNorm,
+  type WeightNormOptions,
+} from "./src/ops/weight_norm.ts";
+export { avgPool2d, type AvgPool2dOptions } from "./src/ops/pool.ts";
 export {
   concatChannels,
   evenOddChannels,
@@ -136,8 +148,8 @@ export { tasks } from "./src/train/registry.ts";
 // Ops and layers for the FUNS encoder/decoder and the VAE models
 /** Elementwise leaky ReLU: x for x > 0, slope * x otherwise (default slope 0.2). */
 export { leakyRelu } from "./src/ops/elementwise.ts";
-/** Nearest-neighbour upsampling [N, C, H, W] -> [N, C, 2H, 2W]. */
-export { upsample2x } from "./src/ops/resample.ts";
+/** Nearest-neighbour upsampling (optionally cropped), tiling over H x W, per-sample shifts. */
+export { tile2d, translate2d, upsample2x, type Upsample2xOptions } from "./src/ops/resample.ts";
 /** Batch normalisation per channel, training (batch statistics) or eval (running statistics). */
 export { batchNorm, type BatchNormOptions } from "./src/ops/norm.ts";
 /** Batch normalisation layer: trainable gamma, beta and checkpointed running statistics. */
