@@ -2,6 +2,7 @@
 // and knows nothing of optimizers or files; `apply` records on the tape like any op.
 import { actnorm, actnormInit } from "../ops/actnorm.ts";
 import { conv2d } from "../ops/conv.ts";
+import { convTranspose2d } from "../ops/conv_transpose.ts";
 import { exp, mul, scale } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
 import { batchNorm } from "../ops/norm.ts";
@@ -63,6 +64,62 @@ export class Conv2d {
   /** [N, Ci, H, W] -> [N, Co, H', W'], recorded on the tape. */
   apply(x: Tensor): Tensor {
     return conv2d(x, this.w, { bias: this.b, padding: this.padding, stride: this.stride });
+  }
+}
+
+/**
+ * Transposed 2-D convolution [N, Ci, H, W] -> [N, Co, H', W'] (PyTorch's ConvTranspose2d: square
+ * kernel, symmetric padding, H' = (H - 1) S - 2 padding + K + outputPadding).
+ */
+export class ConvTranspose2d {
+  /** Weight, [Ci, Co, K, K] (parameter `weight`; PyTorch's layout, input channels first). */
+  readonly w: Tensor;
+  /** Bias, [Co] (parameter `bias`), unless made with `bias: false`. */
+  readonly b?: Tensor;
+  /** Rows and columns cropped from every side of the full output (default 0). */
+  readonly padding: number;
+  /** Step between the input pixels' footprints in the output. */
+  readonly stride: 1 | 2;
+  /** Rows and columns added at the bottom and right (default 0; less than the stride). */
+  readonly outputPadding: number;
+
+  /**
+   * Declares a K x K transposed convolution's `weight` and `bias` in `s`. The default init is
+   * `fanIn(cin * k * k / stride²)`: each output pixel sums about cin K²/S² taps, not the
+   * cout K² that PyTorch's default counts from the weight's second axis.
+   */
+  constructor(
+    s: Scope,
+    cin: number,
+    cout: number,
+    k: number,
+    o: {
+      bias?: boolean;
+      init?: Init;
+      padding?: number;
+      stride?: 1 | 2;
+      outputPadding?: number;
+    } = {},
+  ) {
+    this.stride = o.stride ?? 1;
+    this.w = s.param(
+      "weight",
+      [cin, cout, k, k],
+      o.init ?? fanIn(Math.max(1, (cin * k * k) / this.stride ** 2)),
+    );
+    if (o.bias ?? true) this.b = s.param("bias", [cout], zeros);
+    this.padding = o.padding ?? 0;
+    this.outputPadding = o.outputPadding ?? 0;
+  }
+
+  /** [N, Ci, H, W] -> [N, Co, H', W'], recorded on the tape. */
+  apply(x: Tensor): Tensor {
+    return convTranspose2d(x, this.w, {
+      bias: this.b,
+      padding: this.padding,
+      stride: this.stride,
+      outputPadding: this.outputPadding,
+    });
   }
 }
 

@@ -3,10 +3,12 @@ import { aeTask } from "./ae_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
 import type { Task } from "./task.ts";
+import { vaeTask } from "./vae_task.ts";
 
 /** Every trainable task by its `--model` name. */
 export const tasks: Record<string, Task> = {
   glow: glowTask,
   ae: aeTask,
   funs: funsTask,
+  vae: vaeTask,
 };
