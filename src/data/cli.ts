@@ -10,6 +10,15 @@ import { Rng } from "../util/rng.ts";
 import { writeCache } from "./cache.ts";
 import { CHC_PRESETS, chcLengths, type ChcProgress, type ChcSet, loadChc } from "./chc.ts";
 import { type LabelledOptions, type LabelledSet, labelledSet } from "./labelled.ts";
+import {
+  type SynthLips,
+  synthLips,
+  SYNTHLIPS_SPLITS,
+  type SynthLipsClip,
+  type SynthLipsSplit,
+  type SynthLipsStyle,
+  VISEMES,
+} from "./synthlips.ts";
 
 interface Dataset {
   summary: string;
@@ -374,6 +383,167 @@ const procchairs = labelledDataset("procchairs", {
   pick: (v) => ({ name: "procchairs", opts: { size: intFlag("size", v.size) } }),
 });
 
+// ---- SynthLips: clip previews ----
+
+/** One preview row: a clip and the style it is drawn in. */
+interface LipsRow {
+  clip: SynthLipsClip;
+  style: SynthLipsStyle;
+}
+
+/** Frames 0, every, 2·every, ... of a rendered clip, one tile each. */
+function lipsRow(set: SynthLips, pixels: Uint8Array, every: number): Uint8Array[] {
+  const d = 3 * set.size * set.size, out: Uint8Array[] = [];
+  for (let n = 0; n < set.frames; n += every) out.push(pixels.subarray(n * d, (n + 1) * d));
+  return out;
+}
+
+function lipsCaption(set: SynthLips, r: LipsRow, every: number): string {
+  const { clip } = r, w = set.word(clip.word), id = set.identity(clip.split, clip.identity);
+  const shown = Array.from({ length: Math.ceil(set.frames / every) }, (_, k) => k * every);
+  const ood = id.oodKind === "none" ? "" : ` (ood: ${id.oodKind})`;
+  return `${clip.split} identity ${clip.identity}${ood}${
+    r.style === "painting" ? ", painting style" : ""
+  }: word ${clip.word} '${w.name}' = ${w.visemes.map((v) => VISEMES[v].name).join(" ")}, ` +
+    `utterance ${clip.utterance}; viseme per shown frame: ${
+      shown.map((n) => VISEMES[clip.viseme[n]].letter).join("")
+    }; o per shown frame: ${shown.map((n) => clip.o[n].toFixed(2)).join(" ")}`;
+}
+
+const synthlips: Dataset = {
+  summary: "SynthLips talking mouths (af-mi-flow.md §5.2), rendered on the fly: clip previews",
+  help: `usage: deno task data synthlips [options]
+
+SynthLips (af-mi-flow.md §5.2): faces with fixed identity traits whose mouth follows the viseme
+sequence of a word over 29-frame clips. Clips are rendered on demand from the seed, so nothing is
+cached: this writes OUT/preview.png (one row per clip, every EVERY-th frame), OUT/preview.txt
+(split, identity, word and visemes of each row), OUT/cross.png (a source clip, a query clip of
+another identity, and the cross-identity ground truth: the query's face with the source's mouth)
+and OUT/manifest.json.
+
+  --size 32|64           image side (default 64; 32 is the CPU variant)
+  --seed N               seed of identities, vocabulary and clips (default 1)
+  --split NAME           ${
+    SYNTHLIPS_SPLITS.join(" | ")
+  }: all rows from one split (default: rows from every
+                         split, and a test identity in the painting style)
+  --clips N              rows of preview.png (default 8)
+  --every K              show every K-th frame (default 2: frames 0, 2, ..., 28)
+  --style photo|painting the style of the rows with --split (default photo)
+  --vocab N              words in the vocabulary (default 32; 10 for the smoke set)
+  --out DIR              output folder (default data/synthlips-preview)
+`,
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        size: { type: "string" },
+        seed: { type: "string" },
+        split: { type: "string" },
+        clips: { type: "string" },
+        every: { type: "string" },
+        style: { type: "string" },
+        vocab: { type: "string" },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) return console.log(this.help);
+    if (positionals.length) {
+      throw new Error(`flowgpu: unexpected argument '${positionals[0]}' (see --help)`);
+    }
+    const clips = intFlag("clips", values.clips) ?? 8, every = intFlag("every", values.every) ?? 2;
+    if (clips < 1 || clips > 64) throw new Error(`flowgpu: --clips must be in 1..64, got ${clips}`);
+    if (every < 1 || every > 28) throw new Error(`flowgpu: --every must be in 1..28, got ${every}`);
+    const style = (values.style ?? "photo") as SynthLipsStyle;
+    if (style !== "photo" && style !== "painting") {
+      throw new Error(`flowgpu: --style must be photo or painting, got '${style}'`);
+    }
+    const split = values.split as SynthLipsSplit | undefined;
+    if (split !== undefined && !SYNTHLIPS_SPLITS.includes(split)) {
+      throw new Error(
+        `flowgpu: --split must be one of ${SYNTHLIPS_SPLITS.join(", ")}, got '${split}'`,
+      );
+    }
+    const set = await synthLips({
+      size: intFlag("size", values.size),
+      seed: intFlag("seed", values.seed),
+      vocab: intFlag("vocab", values.vocab),
+    });
+    const rng = new Rng(set.seed);
+    // Without --split: train, val, test and ood rows in turn, the 8th of every 8 a painting.
+    const plan: [SynthLipsSplit, SynthLipsStyle][] = [
+      ["train", "photo"],
+      ["train", "photo"],
+      ["train", "photo"],
+      ["val", "photo"],
+      ["test", "photo"],
+      ["test", "photo"],
+      ["ood", "photo"],
+      ["test", "painting"],
+    ];
+    const rows: LipsRow[] = Array.from({ length: clips }, (_, r) => {
+      const [sp, st] = split ? [split, style] : plan[r % plan.length];
+      const i = rng.int(set.identityCount(sp)), w = rng.int(set.vocab.length);
+      return { clip: set.clip(sp, i, w, rng.int(set.utterances(sp))), style: st };
+    });
+    const t0 = performance.now();
+    const rendered = rows.map((r) => set.renderClip(r.clip, { style: r.style }));
+    const fps = (rows.length * set.frames) / ((performance.now() - t0) / 1000);
+    const tiles = rendered.flatMap((px) => lipsRow(set, px, every));
+    const cols = tiles.length / rows.length, S = set.size;
+    const grid = (t: Uint8Array[]) => {
+      const all = new Uint8Array(t.length * 3 * S * S);
+      t.forEach((x, k) => all.set(x, k * 3 * S * S));
+      return imageGrid(all, t.length, 3, S, S, cols);
+    };
+    // Cross-identity ground truth: a train source, a test query (frame k), the target.
+    const source = set.clip(
+      "train",
+      rng.int(set.identityCount("train")),
+      rng.int(set.vocab.length),
+    );
+    const query = set.clip("test", rng.int(set.identityCount("test")), rng.int(set.vocab.length));
+    const k = rng.int(set.frames);
+    const cross = [set.renderClip(source), set.renderClip(query), set.renderCross(source, query, k)]
+      .flatMap((px) => lipsRow(set, px, every));
+    const caption = [
+      `synthlips (seed ${set.seed}, ${S}x${S}, ${set.vocab.length} words, ${set.frames} frames ` +
+      `per clip): preview.png has one row per clip, frames 0, ${every}, ${2 * every}, ...; ` +
+      `mouth box rows ${set.box.top}-${set.box.bottom}, cols ${set.box.left}-${set.box.right}`,
+      ...rows.map((r, i) => `row ${i + 1}: ${lipsCaption(set, r, every)}`),
+      `cross.png row 1 (source): ${lipsCaption(set, { clip: source, style: "photo" }, every)}`,
+      `cross.png row 2 (query): ${lipsCaption(set, { clip: query, style: "photo" }, every)}`,
+      `cross.png row 3: ground truth = test identity ${query.identity} with the pose of its ` +
+      `frame ${k} and the mouth of every source frame (noise-free)`,
+    ].join("\n") + "\n";
+    const dir = values.out ?? "data/synthlips-preview";
+    await writeCache(
+      dir,
+      "flowgpu-synthlips-preview-1",
+      { size: S, seed: set.seed, vocab: set.vocab.length, split: split ?? "all", clips, every },
+      {
+        "preview.png": await grid(tiles),
+        "preview.txt": new TextEncoder().encode(caption),
+        "cross.png": await grid(cross),
+      },
+      {
+        identities: Object.fromEntries(SYNTHLIPS_SPLITS.map((s) => [s, set.identityCount(s)])),
+        clips: Object.fromEntries(SYNTHLIPS_SPLITS.map((s) => [s, set.clipCount(s)])),
+        vocabulary: set.vocab.map((w) => w.name),
+        box: set.box,
+      },
+    );
+    console.log(caption.split("\n").slice(0, Math.min(rows.length, 4) + 1).join("\n"));
+    console.log(`synthlips: rendered ${Math.round(fps)} frames/s (${S}x${S}, one thread)`);
+    console.log(
+      `synthlips: preview ${join(dir, "preview.png")}, cross-identity ${join(dir, "cross.png")}, ` +
+        `caption ${join(dir, "preview.txt")}`,
+    );
+  },
+};
+
 /** Every data set `deno task data` can make, by name. */
 export const datasets: Record<string, Dataset> = {
   chc,
@@ -381,6 +551,7 @@ export const datasets: Record<string, Dataset> = {
   "shapes2.5d": shapes,
   glyph10,
   procchairs,
+  synthlips,
 };
 
 function usage(): string {

@@ -702,9 +702,10 @@ export function renderFace(
       img[p + 2 * plane] = b * w;
     }
   }
-  if ((opts.style ?? "photo") === "painting") paint(img, S, face.paintSeed);
-  else if (opts.style !== "photo") {
-    throw new Error(`flowgpu: synthlips: style must be 'photo' or 'painting', got '${opts.style}'`);
+  const style = opts.style ?? "photo";
+  if (style === "painting") paint(img, S, face.paintSeed);
+  else if (style !== "photo") {
+    throw new Error(`flowgpu: synthlips: style must be 'photo' or 'painting', got '${style}'`);
   }
   const rng = opts.noise === undefined ? undefined : new Rng(opts.noise);
   for (let i = 0; i < 3 * plane; i++) {

@@ -95,20 +95,23 @@ export function makeVocabulary(size: number, rng: Rng): SynthLipsWord[] {
     seen.add(key(v));
   };
   const pairs = twinPairs(size);
-  const pairMultisets = new Set<string>();
+  const multisets = new Set<string>(); // of the words so far
   while (seqs.length < 2 * pairs) {
     const v = randomWord();
-    if (seen.has(key(v)) || pairMultisets.has(multisetKey(v))) continue;
+    if (seen.has(key(v)) || multisets.has(multisetKey(v))) continue;
     const w = twinOf(v);
     if (!w) continue;
     add(v);
     add(w);
-    pairMultisets.add(multisetKey(v));
+    multisets.add(multisetKey(v));
   }
   while (seqs.length < size) {
     const v = randomWord();
-    // Singles keep clear of the pairs' multisets so that the twin count is exactly as planned.
-    if (!seen.has(key(v)) && !pairMultisets.has(multisetKey(v))) add(v);
+    // Singles keep clear of every multiset so far, so the twin count is exactly as planned.
+    if (!multisets.has(multisetKey(v))) {
+      add(v);
+      multisets.add(multisetKey(v));
+    }
   }
   const order = rng.permutation(size);
   return Array.from(order, (k, id) => ({
