@@ -297,7 +297,7 @@ export class SynthLips {
     checkInt("ssaa", this.ssaa, 1, 8);
     this.#counts = { ...SYNTHLIPS_IDENTITIES };
     for (const [k, v] of Object.entries(opts.identities ?? {})) {
-      if (!SYNTHLIPS_SPLITS.includes(k as SynthLipsSplit)) this.#split(k);
+      this.#split(k); // throws on an unknown split
       if (v === undefined) continue;
       checkInt(`identities.${k}`, v, 0, 100_000);
       this.#counts[k as SynthLipsSplit] = v;
