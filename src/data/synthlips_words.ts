@@ -211,7 +211,12 @@ export function mouthTrajectory(
  * with slopes (p_{i+1} - p_{i-1}) / (t_{i+1} - t_{i-1}), zero at the first and last knot); before
  * the first and after the last knot the spline holds the end value.
  */
-export function catmullRom(t: ArrayLike<number>, p: readonly number[], i: number, x: number) {
+export function catmullRom(
+  t: ArrayLike<number>,
+  p: readonly number[],
+  i: number,
+  x: number,
+): number {
   const last = t.length - 1;
   if (x <= t[0]) return p[0];
   if (x >= t[last]) return p[last];
