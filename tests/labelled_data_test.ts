@@ -703,7 +703,14 @@ Deno.test("labelled: every registered set renders its first and last image", asy
 
 Deno.test("data cli: previews with captions and a manifest; bad flags throw", async () => {
   const { datasets } = await import("../src/data/cli.ts");
-  assert.deepEqual(Object.keys(datasets), ["chc", "cmnist", "shapes2.5d", "glyph10", "procchairs"]);
+  assert.deepEqual(Object.keys(datasets), [
+    "chc",
+    "cmnist",
+    "shapes2.5d",
+    "glyph10",
+    "procchairs",
+    "synthlips",
+  ]);
   const dir = await Deno.makeTempDir();
   const log = console.log;
   console.log = () => {};
