@@ -17,7 +17,7 @@ import { Rng } from "../src/util/rng.ts";
 import { evaluate, parseTrain } from "../src/train/cli.ts";
 import { GpuMetrics } from "../src/train/metrics.ts";
 import { Session, train } from "../src/train/trainer.ts";
-import { activeDims, dimsByKl, klPerDim } from "../src/train/vae_task.ts";
+import { activeDims, dimsByKl, klPerDim, type VaeModel } from "../src/train/vae_task.ts";
 
 /** Move parameters off zero inits so that every path carries a gradient. */
 async function perturb(store: ParamStore, seed: number, amount = 0.3) {
@@ -194,6 +194,8 @@ const TINY = [
 Deno.test("vae task: trains through the generic trainer on shapes2.5d with a finite, falling loss", async () => {
   const { task, cfg } = parseTrain(TINY);
   const s = new Session(task, cfg, await task.build(cfg, "train"));
+  // σ = 1 at Shapes2.5D's own side 64; at 16 each pixel stands for 16 and σ is 16/64.
+  assert.equal((s.model as VaeModel).vae.sigma, 0.25);
   const m = new GpuMetrics();
   const loss: number[] = [];
   for (let i = 0; i < 30; i++) {
@@ -258,10 +260,14 @@ Deno.test("vae task: a tiny run writes eval.json with every metric; evaluate rew
 Deno.test("vae task: unknown data set, factor name and sizes are refused by name", async () => {
   const build = async (args: string[]) => {
     const { task, cfg } = parseTrain([...TINY, ...args]);
-    const m = await task.build(cfg, "evaluate");
-    m.release?.();
+    const m = await task.build(cfg, "evaluate") as VaeModel;
+    const sigma = m.vae.sigma;
+    m.release();
     m.store.release();
+    return sigma;
   };
+  assert.equal(await build(["--data", "mnist", "--size", "28"]), 1, "MNIST at its own side");
+  assert.equal(await build(["--sigma", "0.7"]), 0.7, "a given σ is kept");
   await assert.rejects(
     build(["--data", "cifar10"]),
     /flowgpu: vae: unknown data set 'cifar10' \(known: mnist, cmnist28/,

@@ -44,7 +44,12 @@ const flags = {
     help: "channel scale: §1.3's channels and FC width times width/32 (32: the spec's)",
   },
   beta: { default: 1, real: true, help: "weight of the KL term (1: VAE; > 1: β-VAE)" },
-  sigma: { default: 1, real: true, help: "fixed decoder σ on the [-1, 1] pixel scale" },
+  sigma: {
+    default: 0,
+    real: true,
+    help: "fixed decoder σ on the [-1, 1] pixel scale (0: 1 at the set's own side, side/own " +
+      "below it, so that the SSE weighs an image region alike at every side)",
+  },
   klDims: { default: true, help: "log the KL of every code dim (kl_d0, kl_d1, ...)" },
   unknown: {
     default: "",
@@ -70,13 +75,15 @@ export interface VaeData {
   name: string;
   channels: number;
   size: number;
+  /** The side the set is made for (64 for a shrunk Shapes2.5D; MNIST's digit area is 28). */
+  nativeSize: number;
   factors: readonly Factor[];
   train: VaeSplit;
   test: VaeSplit;
 }
 
-/** Sets whose side is an option of `labelledSet`. */
-const SIZED = new Set(["shapes2.5d", "shapes2.5d-corr", "procchairs"]);
+/** Sets whose side is an option of `labelledSet`, and their own side. */
+const SIZED = new Map([["shapes2.5d", 64], ["shapes2.5d-corr", 64], ["procchairs", 64]]);
 
 /** Names `vaeData` knows. */
 export const VAE_DATA: readonly string[] = ["mnist", ...LABELLED_SETS];
@@ -112,6 +119,7 @@ async function mnistData(size: number, trainLimit: number, mode: string): Promis
     name: "mnist",
     channels: 1,
     size: side,
+    nativeSize: side,
     factors: [{ name: "digit", size: 10 }],
     train: mode === "train" ? await load("train", trainLimit) : test,
     test,
@@ -159,6 +167,7 @@ export async function vaeData(
     name,
     channels: set.channels,
     size: set.height,
+    nativeSize: SIZED.get(name) ?? set.height,
     factors: set.factors,
     train: labelledSplit(set, "train", limit),
     test: labelledSplit(set, "test", 0),
@@ -202,7 +211,8 @@ export class VaeModel implements Model {
       latents: cfg.latents,
       width: cfg.width,
       beta: cfg.beta,
-      sigma: cfg.sigma,
+      // Fewer pixels per region at a reduced side: a smaller σ keeps each region's weight.
+      sigma: cfg.sigma || data.size / data.nativeSize,
     });
     // One draw per step: the counter is the step, so a resumed run draws the same noise.
     this.noise = new GpuRng((cfg.seed * 2654435761) % 2 ** 32);
@@ -215,7 +225,7 @@ export class VaeModel implements Model {
     const c = this.cfg, z = this.vae.sizes;
     return `${c.beta === 1 ? "VAE" : `β-VAE (β = ${c.beta})`} on ${this.data.name} ` +
       `${this.data.channels}x${this.data.size}x${this.data.size}: ${c.latents} latents, ` +
-      `channels [${z.channels}], FC ${z.fc}, σ ${c.sigma}; ${
+      `channels [${z.channels}], FC ${z.fc}, σ ${this.vae.sigma}; ${
         this.store.count().toLocaleString("en")
       } parameters; batch ${c.batch}, ${c.steps} steps; ${this.data.train.count} images`;
   }
@@ -273,7 +283,7 @@ export class VaeModel implements Model {
 
   async evaluate({ final }: { final: boolean }): Promise<Evaluation> {
     const e = await this.encodeEval();
-    const L = this.cfg.latents, s2 = this.cfg.sigma ** 2;
+    const L = this.cfg.latents, s2 = this.vae.sigma ** 2;
     const pixels = this.data.channels * this.data.size ** 2;
     const kl = klPerDim(e.mu, e.logvar, L);
     const metrics: Record<string, number | string> = {
