@@ -76,3 +76,31 @@ fn backward_logs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   b_dh[ti] = 0.0;
   b_dh[ti + cp.s] = b_g[i] * (1.0 - s);
 }
+
+// Backward of the inverse x_b = y_b / s - t (binding 3 = g): dy_b = g / s, dt = -g,
+// dr = -g (y_b / s) (1 - s), since d(1/s)/dr = -(1 - s) / s. 1 - s is taken as sigmoid(-r), so it
+// keeps its relative precision where s is close to 1.
+@group(0) @binding(4) var<storage, read_write> b_dy: array<f32>;
+
+@compute @workgroup_size(WG)
+fn inverse_backward_x(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= cp.n * cp.c * cp.s) { return; }
+  let ti = t_index(i);
+  let r = f_h[ti + cp.s] + 2.0;
+  let s = sig(r);
+  let g = b_g[i];
+  b_dy[i] = g / s;
+  b_dh[ti] = -g;
+  b_dh[ti + cp.s] = -g * (f_x[i] / s) * sig(-r);
+}
+
+// Backward of -log s = softplus(-r) (binding 3 = g): dt = 0, dr = -g (1 - s).
+@compute @workgroup_size(WG)
+fn inverse_backward_logs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(gid, nwg);
+  if (i >= cp.n * cp.c * cp.s) { return; }
+  let ti = t_index(i);
+  b_dh[ti] = 0.0;
+  b_dh[ti + cp.s] = -b_g[i] * sig(-(f_h[ti + cp.s] + 2.0));
+}

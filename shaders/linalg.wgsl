@@ -1,6 +1,7 @@
 // Small dense matrices (the C x C weights of invertible 1x1 convolutions, C <= a few hundred):
 // one invocation per matrix runs Gauss-Jordan elimination with partial pivoting, giving W^-1 and
 // log|det W|. The work is C^3 flops once per parameter update, so simplicity beats parallelism.
+// The backward of W^-1 (dW = -W^-T G W^-T) is two per-element matrix products, C flops each.
 
 struct La { b: u32, c: u32 }
 @group(0) @binding(0) var<uniform> la: La;
@@ -68,4 +69,43 @@ fn logdet_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workg
   let i = (t % cc) / la.c;
   let j = t % la.c;
   g_dw[t] = g_ld[m] * g_inv[m * cc + j * la.c + i];
+}
+
+// Backward of A = W^-1: dW = -A^T G A^T, as T = G A^T, then dW = -A^T T. One thread per element
+// of a [B, C, C] result; each is a C-term dot product, so no shared memory or barriers.
+@group(0) @binding(1) var<storage, read> ib_a: array<f32>;
+@group(0) @binding(2) var<storage, read> ib_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ib_t: array<f32>;
+
+// T[i, j] = sum_k G[i, k] A[j, k]
+@compute @workgroup_size(WG)
+fn inverse_backward_t(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  let c = la.c;
+  let cc = c * c;
+  if (t >= la.b * cc) { return; }
+  let base = (t / cc) * cc;
+  let i = (t % cc) / c;
+  let j = t % c;
+  var s = 0.0;
+  for (var k = 0u; k < c; k++) { s += ib_g[base + i * c + k] * ib_a[base + j * c + k]; }
+  ib_t[t] = s;
+}
+
+@group(0) @binding(2) var<storage, read> iw_t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> iw_dw: array<f32>;
+
+// dW[i, j] = -sum_k A[k, i] T[k, j]
+@compute @workgroup_size(WG)
+fn inverse_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  let c = la.c;
+  let cc = c * c;
+  if (t >= la.b * cc) { return; }
+  let base = (t / cc) * cc;
+  let i = (t % cc) / c;
+  let j = t % c;
+  var s = 0.0;
+  for (var k = 0u; k < c; k++) { s += ib_a[base + k * c + i] * iw_t[base + k * c + j]; }
+  iw_dw[t] = -s;
 }

@@ -1,6 +1,8 @@
 // Affine coupling (Glow): y_b = (x_b + t) * sigmoid(r + 2) with (t, r) the even and odd channels
 // of h = NN(x_a). Returns y_b and log s per element; the flow sums log s per sample for its
 // log-det. The NN and the x_a pass-through live in the model; this is the fused elementwise part.
+// The inverse is differentiable too: losses on decoded images (the MI flow's L_i) backpropagate
+// through it into y_b and h.
 import { kernel } from "../gpu/kernel.ts";
 import { accumulate, record } from "./tape.ts";
 import { fmtShape, Tensor } from "./tensor.ts";
@@ -30,6 +32,22 @@ const BACKWARD_Y = kernel(FILE, "backward_y", {
 });
 // log s depends on h alone.
 const BACKWARD_LOGS = kernel(FILE, "backward_logs", {
+  params: "@0 uniform cp",
+  h: "@2 read f_h",
+  g: "@3 read b_g",
+  dh: "@5 read_write b_dh",
+});
+
+const INVERSE_BACKWARD_X = kernel(FILE, "inverse_backward_x", {
+  params: "@0 uniform cp",
+  y: "@1 read f_x",
+  h: "@2 read f_h",
+  g: "@3 read b_g",
+  dy: "@4 read_write b_dy",
+  dh: "@5 read_write b_dh",
+});
+// -log s depends on h alone.
+const INVERSE_BACKWARD_LOGS = kernel(FILE, "inverse_backward_logs", {
   params: "@0 uniform cp",
   h: "@2 read f_h",
   g: "@3 read b_g",
@@ -76,11 +94,27 @@ export function affineCoupling(xb: Tensor, h: Tensor): { yb: Tensor; logs: Tenso
   return { yb, logs };
 }
 
-/** x_b = y_b / sigmoid(r + 2) - t and the inverse's -log s per element; records nothing. */
+/**
+ * x_b = y_b / sigmoid(r + 2) - t and the inverse's -log s per element (t, r as in
+ * `affineCoupling`); both are recorded on the tape (sampling calls it under `noGrad`).
+ */
 export function affineCouplingInverse(yb: Tensor, h: Tensor): { xb: Tensor; neglogs: Tensor } {
   const params = dims(yb, h, "affineCouplingInverse");
   const xb = Tensor.empty(yb.shape, "coupling.x");
   const neglogs = Tensor.empty(yb.shape, "coupling.neglogs");
-  INVERSE.run({ y: yb, h, x: xb, neglogs }, { params, threads: yb.size });
+  const threads = yb.size;
+  INVERSE.run({ y: yb, h, x: xb, neglogs }, { params, threads });
+  record(xb, [yb, h], (g) => {
+    const dy = Tensor.empty(yb.shape, "couplingInverse.dy");
+    const dh = Tensor.empty(h.shape, "couplingInverse.dh");
+    INVERSE_BACKWARD_X.run({ y: yb, h, g, dy, dh }, { params, threads });
+    accumulate(yb, dy);
+    accumulate(h, dh);
+  });
+  record(neglogs, [h], (g) => {
+    const dh = Tensor.empty(h.shape, "couplingInverse.dh");
+    INVERSE_BACKWARD_LOGS.run({ h, g, dh }, { params, threads });
+    accumulate(h, dh);
+  });
   return { xb, neglogs };
 }
