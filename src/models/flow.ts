@@ -1,12 +1,14 @@
 // Glow's invertible layers (glow-funs.md §1.3-1.7). Each maps x to y with a per-sample log-det
 // ([N], or [1] when it is the same for every sample) and inverts y back to x. Inverses are for
-// sampling and record nothing on the tape.
+// sampling and record nothing on the tape, unless asked with `{ grad: true }`: a loss on a decoded
+// image (the MI flow's L_i, af-mi-flow.md §3.3) needs gradients through f^-1 into its input and
+// into the flow's parameters.
 import { ActNorm as ActNormLayer, ZeroConv } from "../nn/layers.ts";
 import { normal, type Scope } from "../nn/store.ts";
 import { actnormInverse, actnormLogdet } from "../ops/actnorm.ts";
 import { conv2d } from "../ops/conv.ts";
 import { affineCoupling, affineCouplingInverse } from "../ops/coupling.ts";
-import { add, exp, mul, relu, scale, sub } from "../ops/elementwise.ts";
+import { add, exp, mul, neg, relu, scale, sub } from "../ops/elementwise.ts";
 import { inverseLogdet } from "../ops/linalg.ts";
 import { gaussianLogProb } from "../ops/loss.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -16,12 +18,24 @@ import { noGrad } from "../ops/tape.ts";
 import type { Tensor } from "../ops/tensor.ts";
 import { luDecompose, randomRotation } from "./lu.ts";
 
+/** Options of a flow layer's `inverse`. */
+export interface InverseOptions {
+  /**
+   * Record the inverse on the tape, so that gradients reach y and the layer's parameters
+   * (default false: sampling, nothing recorded).
+   */
+  grad?: boolean;
+}
+
 /** An invertible layer: y and its per-sample log-det (undefined means 0). */
 export interface FlowLayer {
   /** y = f(x) and log|det df/dx|, recorded on the tape. */
   forward(x: Tensor): { y: Tensor; logdet?: Tensor };
-  /** x and the inverse's log-det (the negative of the forward's at that x). */
-  inverse(y: Tensor): { x: Tensor; logdet?: Tensor };
+  /**
+   * x and the inverse's log-det (the negative of the forward's at that x); recorded on the tape
+   * only with `{ grad: true }`.
+   */
+  inverse(y: Tensor, opts?: InverseOptions): { x: Tensor; logdet?: Tensor };
 }
 
 const pixels = (x: Tensor) => x.size / (x.shape[0] * x.shape[1]);
@@ -46,9 +60,17 @@ export class ActNorm implements FlowLayer {
     return { y: this.layer.apply(x), logdet: actnormLogdet(x, this.layer.a) };
   }
 
-  /** x = (y - b) exp(-a), and the negated log-det; records nothing. */
-  inverse(y: Tensor): { x: Tensor; logdet: Tensor } {
+  /** x = (y - b) exp(-a), and the negated log-det; recorded only with `{ grad: true }`. */
+  inverse(y: Tensor, opts: InverseOptions = {}): { x: Tensor; logdet: Tensor } {
     const { a, b } = this.layer;
+    if (opts.grad) {
+      // Composed from elementwise ops, whose backwards exist: actnormInverse's fused kernel has
+      // none. Three more dispatches, two of them on [C] vectors.
+      return {
+        x: mul(sub(y, b), exp(neg(a))),
+        logdet: scale(actnormLogdet(y, a), -1),
+      };
+    }
     return noGrad(() => ({
       x: actnormInverse(y, a, b),
       logdet: scale(actnormLogdet(y, a), -1),
@@ -128,8 +150,16 @@ export class InvConv1x1 implements FlowLayer {
     return { y, logdet: scale(this.logAbsDet(), pixels(x)) };
   }
 
-  /** x = W⁻¹ y, with the log-det computed from W⁻¹; records nothing. */
-  inverse(y: Tensor): { x: Tensor; logdet: Tensor } {
+  /**
+   * x = W⁻¹ y, with the log-det computed from W⁻¹; records nothing. With `{ grad: true }`, W⁻¹
+   * is differentiable w.r.t. W (so the LU parameters), and the log-det is -H W log|det W|.
+   */
+  inverse(y: Tensor, opts: InverseOptions = {}): { x: Tensor; logdet: Tensor } {
+    if (opts.grad) {
+      const { inv, logabsdet } = inverseLogdet(this.weight());
+      const logdet = scale(this.lu ? sum(this.#logS!) : logabsdet, -pixels(y));
+      return { x: conv2d(y, reshape(inv, [this.c, this.c, 1, 1]), { padding: 0 }), logdet };
+    }
     return noGrad(() => {
       const inv = inverseLogdet(this.weight()).inv;
       // log|det W^-1| from W^-1 itself, so forward + inverse = 0 is a real check.
@@ -192,15 +222,20 @@ export class Coupling implements FlowLayer {
     return { y: concatChannels([xa, yb]), logdet: sumPerSample(logs) };
   }
 
-  /** x from y, and the inverse's per-sample log-det when affine; records nothing. */
-  inverse(y: Tensor): { x: Tensor; logdet?: Tensor } {
-    return noGrad(() => {
-      const [ya, yb] = splitChannels(y, [this.half, y.shape[1] - this.half]);
-      const h = this.nn.apply(ya);
-      if (!this.affine) return { x: concatChannels([ya, sub(yb, h)]) };
-      const { xb, neglogs } = affineCouplingInverse(yb, h);
-      return { x: concatChannels([ya, xb]), logdet: sumPerSample(neglogs) };
-    });
+  /**
+   * x from y, and the inverse's per-sample log-det when affine; recorded only with
+   * `{ grad: true }` (then gradients reach y_b directly and y_a through NN(y_a) too).
+   */
+  inverse(y: Tensor, opts: InverseOptions = {}): { x: Tensor; logdet?: Tensor } {
+    return opts.grad ? this.#inverse(y) : noGrad(() => this.#inverse(y));
+  }
+
+  #inverse(y: Tensor): { x: Tensor; logdet?: Tensor } {
+    const [ya, yb] = splitChannels(y, [this.half, y.shape[1] - this.half]);
+    const h = this.nn.apply(ya);
+    if (!this.affine) return { x: concatChannels([ya, sub(yb, h)]) };
+    const { xb, neglogs } = affineCouplingInverse(yb, h);
+    return { x: concatChannels([ya, xb]), logdet: sumPerSample(neglogs) };
   }
 }
 
@@ -229,11 +264,11 @@ export class FlowStep implements FlowLayer {
     return { y: x, logdet };
   }
 
-  /** The three inverses in reverse order; their log-dets summed. Records nothing. */
-  inverse(y: Tensor): { x: Tensor; logdet?: Tensor } {
+  /** The three inverses in reverse order; their log-dets summed. Recorded with `{ grad: true }`. */
+  inverse(y: Tensor, opts: InverseOptions = {}): { x: Tensor; logdet?: Tensor } {
     let logdet: Tensor | undefined;
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const r = this.layers[i].inverse(y);
+      const r = this.layers[i].inverse(y, opts);
       y = r.x;
       logdet = addLogdet(logdet, r.logdet);
     }

@@ -15,7 +15,7 @@ import { squeeze, unsqueeze } from "../ops/squeeze.ts";
 import { fill, noGrad } from "../ops/tape.ts";
 import { fmtShape, Tensor } from "../ops/tensor.ts";
 import { Rng } from "../util/rng.ts";
-import { addLogdet, FlowStep, SplitPrior } from "./flow.ts";
+import { addLogdet, FlowStep, type InverseOptions, SplitPrior } from "./flow.ts";
 
 /** Shape and options of a `Glow` (defaults in `defaultGlowConfig`). */
 export interface GlowConfig {
@@ -277,9 +277,31 @@ export class Glow {
     return noGrad(() => this.flow(x).latents);
   }
 
-  /** x from latents z_1..z_L (the exact inverse of encode). */
-  decode(latents: Tensor[]): Tensor {
+  /**
+   * x from latents z_1..z_L (the exact inverse of encode). Records nothing, unless
+   * `{ grad: true }`: then a loss on x backpropagates into the latents and every flow parameter
+   * (the MI flow's L_i on x̂ = f⁻¹(z)).
+   */
+  decode(latents: Tensor[], opts: InverseOptions = {}): Tensor {
+    this.#checkLatents(latents);
+    if (opts.grad) return this.#down(latents[latents.length - 1], (l) => latents[l], opts);
     return noGrad(() => this.#down(latents[latents.length - 1], (l) => latents[l]));
+  }
+
+  #checkLatents(latents: Tensor[]): void {
+    const n = latents[0]?.shape[0];
+    const want = this.latentShapes.map((s) => [n, ...s]);
+    const ok = latents.length === want.length &&
+      latents.every((z, l) =>
+        z.shape.length === want[l].length && z.shape.every((d, i) => d === want[l][i])
+      );
+    if (!ok) {
+      throw new Error(
+        `flowgpu: glow: decode needs ${want.length} latents shaped ${
+          this.latentShapes.map((s) => `[N, ${s.join(", ")}]`).join(", ")
+        } (one N), got ${latents.map((z) => fmtShape(z.shape)).join(", ") || "none"}`,
+      );
+    }
   }
 
   /**
@@ -303,13 +325,20 @@ export class Glow {
     });
   }
 
-  /** Run the levels top-down from the top latent; `z2(l, z1)` gives level l's split latent. */
-  #down(top: Tensor, z2: (level: number, z1: Tensor) => Tensor): Tensor {
+  /**
+   * Run the levels top-down from the top latent; `z2(l, z1)` gives level l's split latent. The
+   * steps' inverses are recorded with `{ grad: true }`.
+   */
+  #down(
+    top: Tensor,
+    z2: (level: number, z1: Tensor) => Tensor,
+    opts: InverseOptions = {},
+  ): Tensor {
     let h = top;
     for (let l = this.levels.length - 1; l >= 0; l--) {
       const level = this.levels[l];
       if (level.splits) h = concatChannels([h, z2(l, h)]);
-      for (let k = level.steps.length - 1; k >= 0; k--) h = level.steps[k].inverse(h).x;
+      for (let k = level.steps.length - 1; k >= 0; k--) h = level.steps[k].inverse(h, opts).x;
       h = unsqueeze(h);
     }
     return h;
