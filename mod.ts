@@ -115,6 +115,7 @@ export {
   type FlowLayer,
   FlowStep,
   InvConv1x1,
+  type InverseOptions,
   SplitPrior,
 } from "./src/models/flow.ts";
 export { defaultGlowConfig, Glow, type GlowConfig, type GlowLevel } from "./src/models/glow.ts";
