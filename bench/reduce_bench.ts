@@ -1,9 +1,11 @@
-// Reduction throughput: sum of 4M elements to one value, and the per-channel sum of an NCHW
-// tensor [32, 128, 32, 32] (also 4M elements) to [128]. Each reads its input once.
+// Reduction throughput, each over 4M elements read once: the sum to one value, the per-channel
+// sum of an NCHW tensor [32, 128, 32, 32] to [128], the per-sample sum of [32, 128, 32, 32] to
+// [32] (a loss), and the sum over the batch of [256, 16384] to [16384] (the row-sum kernel, as
+// split-K partials and bias gradients use it).
 // `deno bench -A --no-check bench/reduce_bench.ts`
 import { sync } from "../src/gpu/encoder.ts";
 import { Rng } from "../src/data/rng.ts";
-import { sum, sumPerChannel } from "../src/ops/reduce.ts";
+import { sum, sumBatch, sumPerChannel, sumPerSample } from "../src/ops/reduce.ts";
 import { clearTape } from "../src/ops/tape.ts";
 import { type Shape, Tensor } from "../src/ops/tensor.ts";
 import { adapterLine, initBench, measure, rateLine } from "./util.ts";
@@ -22,10 +24,13 @@ function input(shape: Shape, seed: number): Tensor {
 
 const flat = input([4 * 1024 * 1024], 1);
 const nchw = input([32, 128, 32, 32], 2);
+const rows = input([256, 16384], 3);
 
 const cases: [string, () => void, number][] = [
   ["sum [4M] -> [1]", () => sum(flat), flat.size * 4],
   ["sumPerChannel [32,128,32,32] -> [128]", () => sumPerChannel(nchw), nchw.size * 4],
+  ["sumPerSample [32,128,32,32] -> [32]", () => sumPerSample(nchw), nchw.size * 4],
+  ["sumBatch [256,16384] -> [16384]", () => sumBatch(rows), rows.size * 4],
 ];
 
 console.log(adapterLine());

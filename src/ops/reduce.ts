@@ -7,6 +7,10 @@ import { accumulate } from "./tape.ts";
 import { fmtShape, type Shape, Tensor } from "./tensor.ts";
 
 const FILE = "reduce.wgsl";
+/** Lanes per chunk in stage 1 (the WGSL override G). */
+const LANES = 8;
+/** vec4 columns per thread of partial_rows4 (RW in the WGSL). */
+const ROWS_COLS = 4;
 const PARTIAL = kernel(FILE, "partial", {
   params: "@0 uniform r",
   x: "@1 read s1_x",
@@ -52,15 +56,31 @@ export function reduceABC(
   const rows4 = c === 1 && b % 4 === 0;
   const v = c % 4 === 0 ? 4 : 1;
   const n = (a * c) / v;
-  // Enough threads to fill a GPU, at least 16 loads each, at most 1024 partials per output.
-  const p = Math.max(1, Math.min(1024, Math.ceil(16384 / b), Math.ceil(n / 16)));
+  // Partials per output: enough threads to fill a GPU (~16384 on large inputs, 4096 for row
+  // sums), at least 16 loads each, at most 1024. Row sums: a thread per 4 ROWS_COLS columns and
+  // block of rows (see partial_rows4). Otherwise whole chunks of LANES threads (see reduce.wgsl);
+  // a plane too small for LANES partials is one chunk of fewer lanes, i.e. the previous
+  // interleaved layout: no idle threads, and the small sums behind the losses of small models
+  // keep their exact rounding (a gradcheck of a tiny Glow sits at the loss's last bit).
+  let p: number, lanes = LANES;
+  if (rows4) p = Math.max(1, Math.min(1024, Math.ceil(65536 / b), Math.ceil(a / 16)));
+  else {
+    const want = Math.max(1, Math.min(1024, Math.ceil(16384 / b), Math.ceil(n / 16)));
+    lanes = Math.min(LANES, want);
+    p = Math.ceil(want / lanes) * lanes;
+  }
   const part = Tensor.empty([b * p], "partials");
-  (rows4 ? PARTIAL_ROWS4 : v === 4 ? PARTIAL4 : PARTIAL).run({ x, part }, {
-    params: rows4 ? [a, b / 4, 1, p, f32(scale)] : [a, b, c / v, p, f32(scale)],
-    threads: rows4 ? (b / 4) * p : b * p,
-  });
+  if (rows4) {
+    const cols = Math.ceil(b / 4 / (8 * ROWS_COLS)) * 8;
+    PARTIAL_ROWS4.run({ x, part }, { params: [a, b / 4, cols, p, f32(scale)], threads: cols * p });
+  } else {
+    (v === 4 ? PARTIAL4 : PARTIAL).run({ x, part }, {
+      params: [a, b, c / v, p, f32(scale)],
+      threads: b * p,
+      constants: { G: lanes },
+    });
+  }
   FINISH.run({ part, out }, { params: [a, b, c, p, f32(scale)], threads: b });
-
   part.release();
   return record(out, [x], (g) => accumulate(x, expand(g, a, b, c, scale, x.shape)));
 }
