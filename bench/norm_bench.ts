@@ -59,6 +59,25 @@ for (const [name, f, passes] of ops) {
   console.log(rateLine(`${name} ${shape} fwd+bwd`, tb, {}));
 }
 
+// batchNorm's statistics and parameter sums are reductions over (N, H, W); a larger activation
+// shows their cost apart from the dispatch overhead.
+const BIG = [32, 64, 32, 32];
+const xb = Tensor.param(rng.normalArray(BIG.reduce((a, b) => a * b), 1), BIG, "x big");
+const gb = Tensor.param(new Float32Array(BIG[1]).fill(1), [BIG[1]], "gamma big");
+const bb = Tensor.param(new Float32Array(BIG[1]), [BIG[1]], "beta big");
+const big = () => batchNorm(xb, gb, bb, { training: true });
+const onceBig = (grad: boolean) => () => {
+  const y = big();
+  if (grad) backward(y);
+  else clearTape();
+  for (const p of [xb, gb, bb]) p.zeroGrad();
+};
+const bigShape = `[${BIG.join(",")}]`;
+const tbf = await measure(onceBig(false), { reps: REPS, trials: 3, warmup: 2 });
+console.log(rateLine(`batchNorm train ${bigShape} fwd`, tbf, { bytes: 3 * 4 * xb.size }));
+const tbb = await measure(onceBig(true), { reps: REPS, trials: 3, warmup: 2 });
+console.log(rateLine(`batchNorm train ${bigShape} fwd+bwd`, tbb, {}));
+
 for (const [name, f] of ops) {
   Deno.bench({
     name: `${name} ${shape} fwd+bwd x${REPS}, submit + wait`,

@@ -4,8 +4,9 @@
 // running statistics. Backward, with sums over (n, s):
 //   dbeta = sum g,  dgamma = sum g xhat,
 //   dx = gamma invstd / m (m g - dbeta - xhat dgamma)   (training),  gamma invstd g   (eval).
-// Per-channel sums are two barrier-free stages: P partial sums per channel, then one thread per
-// channel. Statistics live in stats[2c] = mean, stats[2c + 1] = invstd.
+// Per-channel sums are two barrier-free stages: P partial sums per channel (contiguous chunks,
+// see below), then one thread per channel. Statistics live in stats[2c] = mean,
+// stats[2c + 1] = invstd.
 
 struct Bn { n: u32, c: u32, s: u32, p: u32, plane: u32, eps: f32, decay: f32, train: u32 }
 @group(0) @binding(0) var<uniform> bn: Bn;
@@ -14,6 +15,29 @@ struct Bn { n: u32, c: u32, s: u32, p: u32, plane: u32, eps: f32, decay: f32, tr
 // stats_partial: (sum (x - K), sum (x - K)^2) with K = the channel's first value, so the variance
 // does not cancel catastrophically when |mean| >> std.
 // grad_partial: (sum g (x - mean), sum g).
+// Layout as reduce.wgsl's stage 1 (see there for why): P = K G threads per channel, thread
+// p = k G + l sums lane l of chunk k of the channel's N S values (j = n S + s): j0 + l,
+// j0 + l + G, ... A lavapipe SIMD batch then walks memory in order, and on a GPU 8 adjacent
+// lanes read whole sectors.
+override G: u32 = 8u;
+
+// Lane p % G of chunk p / G of channel c: its range [j, end), the element index
+// i = (n C + c) S + s, s, and the per-step strides (i += di, s += ds; on s >= S: s -= S,
+// i += (C - 1) S), so no division per element.
+struct Walk { j: u32, end: u32, i: u32, s: u32, di: u32, ds: u32 }
+
+fn walk(c: u32, p: u32) -> Walk {
+  let m = bn.n * bn.s;
+  let kk = bn.p / G;
+  let len = (m + kk * G - 1u) / (kk * G) * G;
+  let j0 = min(m, (p / G) * len);
+  let j = j0 + p % G;
+  let s = j % bn.s;
+  let ds = G % bn.s;
+  let di = (G / bn.s) * bn.c * bn.s + ds;
+  return Walk(j, min(m, j0 + len), ((j / bn.s) * bn.c + c) * bn.s + s, s, di, ds);
+}
+
 @group(0) @binding(1) var<storage, read> p_x: array<f32>;
 @group(0) @binding(2) var<storage, read> p_g: array<f32>;
 @group(0) @binding(3) var<storage, read> p_stats: array<f32>;
@@ -24,23 +48,18 @@ fn stats_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   let t = flat(gid, nwg);
   if (t >= bn.c * bn.p) { return; }
   let c = t / bn.p;
-  let p = t % bn.p;
   let k = p_x[c * bn.s];
-  // (n, s) advance by P with running counters: no division per element.
-  let dn = bn.p / bn.s;
-  let ds = bn.p % bn.s;
-  var n = p / bn.s;
-  var s = p % bn.s;
+  var w = walk(c, t % bn.p);
+  let wrap = (bn.c - 1u) * bn.s;
   var s0 = 0.0;
   var s1 = 0.0;
-  loop {
-    if (n >= bn.n) { break; }
-    let d = p_x[(n * bn.c + c) * bn.s + s] - k;
+  for (var j = w.j; j < w.end; j += G) {
+    let d = p_x[w.i] - k;
     s0 += d;
     s1 += d * d;
-    n += dn;
-    s += ds;
-    if (s >= bn.s) { s -= bn.s; n += 1u; }
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= bn.s) { w.s -= bn.s; w.i += wrap; }
   }
   p_part[2u * t] = s0;
   p_part[2u * t + 1u] = s1;
@@ -51,23 +70,18 @@ fn grad_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
   let t = flat(gid, nwg);
   if (t >= bn.c * bn.p) { return; }
   let c = t / bn.p;
-  let p = t % bn.p;
   let mean = p_stats[2u * c];
-  let dn = bn.p / bn.s;
-  let ds = bn.p % bn.s;
-  var n = p / bn.s;
-  var s = p % bn.s;
+  var w = walk(c, t % bn.p);
+  let wrap = (bn.c - 1u) * bn.s;
   var s0 = 0.0;
   var s1 = 0.0;
-  loop {
-    if (n >= bn.n) { break; }
-    let i = (n * bn.c + c) * bn.s + s;
-    let g = p_g[i];
-    s0 += g * (p_x[i] - mean);
+  for (var j = w.j; j < w.end; j += G) {
+    let g = p_g[w.i];
+    s0 += g * (p_x[w.i] - mean);
     s1 += g;
-    n += dn;
-    s += ds;
-    if (s >= bn.s) { s -= bn.s; n += 1u; }
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= bn.s) { w.s -= bn.s; w.i += wrap; }
   }
   p_part[2u * t] = s0;
   p_part[2u * t + 1u] = s1;
@@ -82,22 +96,18 @@ fn stats_partial4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
   let t = flat(gid, nwg);
   if (t >= bn.c * bn.p) { return; }
   let c = t / bn.p;
-  let p = t % bn.p;
   let k = vec4f(p4_x[c * bn.s].x);
-  let dn = bn.p / bn.s;
-  let ds = bn.p % bn.s;
-  var n = p / bn.s;
-  var s = p % bn.s;
+  var w = walk(c, t % bn.p);
+  let wrap = (bn.c - 1u) * bn.s;
   var s0 = vec4f(0.0);
   var s1 = vec4f(0.0);
-  loop {
-    if (n >= bn.n) { break; }
-    let d = p4_x[(n * bn.c + c) * bn.s + s] - k;
+  for (var j = w.j; j < w.end; j += G) {
+    let d = p4_x[w.i] - k;
     s0 += d;
     s1 += d * d;
-    n += dn;
-    s += ds;
-    if (s >= bn.s) { s -= bn.s; n += 1u; }
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= bn.s) { w.s -= bn.s; w.i += wrap; }
   }
   p_part[2u * t] = s0.x + s0.y + s0.z + s0.w;
   p_part[2u * t + 1u] = s1.x + s1.y + s1.z + s1.w;
@@ -108,23 +118,18 @@ fn grad_partial4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   let t = flat(gid, nwg);
   if (t >= bn.c * bn.p) { return; }
   let c = t / bn.p;
-  let p = t % bn.p;
   let mean = p_stats[2u * c];
-  let dn = bn.p / bn.s;
-  let ds = bn.p % bn.s;
-  var n = p / bn.s;
-  var s = p % bn.s;
+  var w = walk(c, t % bn.p);
+  let wrap = (bn.c - 1u) * bn.s;
   var s0 = vec4f(0.0);
   var s1 = vec4f(0.0);
-  loop {
-    if (n >= bn.n) { break; }
-    let i = (n * bn.c + c) * bn.s + s;
-    let g = p4_g[i];
-    s0 += g * (p4_x[i] - mean);
+  for (var j = w.j; j < w.end; j += G) {
+    let g = p4_g[w.i];
+    s0 += g * (p4_x[w.i] - mean);
     s1 += g;
-    n += dn;
-    s += ds;
-    if (s >= bn.s) { s -= bn.s; n += 1u; }
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= bn.s) { w.s -= bn.s; w.i += wrap; }
   }
   p_part[2u * t] = s0.x + s0.y + s0.z + s0.w;
   p_part[2u * t + 1u] = s1.x + s1.y + s1.z + s1.w;

@@ -148,9 +148,16 @@ function check(x: Tensor, gamma: Tensor, beta: Tensor, o: BatchNormOptions): num
   return [n, c, s];
 }
 
-/** Partial sums per channel: enough threads to fill a GPU, at least 16 loads each. */
+/** Lanes per chunk of the stage-1 partial sums: the WGSL override G (its default). */
+const LANES = 8;
+
+/**
+ * Partial sums per channel: enough threads to fill a GPU, at least 16 loads each, in whole
+ * chunks of LANES threads (see norm.wgsl).
+ */
 function partials(n: number, c: number, s: number): number {
-  return Math.max(1, Math.min(256, Math.ceil(4096 / c), Math.ceil((n * s) / 16)));
+  const p = Math.max(1, Math.min(256, Math.ceil(4096 / c), Math.ceil((n * s) / 16)));
+  return Math.ceil(p / LANES) * LANES;
 }
 
 /**
