@@ -1,7 +1,7 @@
 // ActNorm, per channel: y = exp(a_c) x + b_c over x viewed as [N, C, S].
 // Backward: dx = exp(a) g; da_c = exp(a_c) sum_{n,s} g x; db_c = sum_{n,s} g.
-// The parameter sums share one barrier-free two-stage reduction with the data-dependent init,
-// which needs sum x and sum x^2 per channel instead.
+// The parameter sums share one barrier-free two-stage reduction (contiguous chunks, see stage 1)
+// with the data-dependent init, which needs sum x and sum x^2 per channel instead.
 
 struct An { n: u32, c: u32, s: u32, p: u32 }
 @group(0) @binding(0) var<uniform> an: An;
@@ -36,27 +36,50 @@ fn backward_x(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
   f_y[i] = exp(f_a[c]) * f_x[i];
 }
 
-// Stage 1: for channel c and partial p, two strided sums over (n, s), written to
+// Stage 1: for channel c and partial p, two sums over (n, s), written to
 // part[(c * P + p) * 2 + k]: partial_grad gives (g x, g), partial_stats gives (x, x^2).
+// Layout as reduce.wgsl's stage 1 (see there for why): P = K G threads per channel, thread
+// p = k G + l sums lane l of chunk k of the channel's N S values (j = n S + s): j0 + l,
+// j0 + l + G, ... A lavapipe SIMD batch then walks memory in order, and on a GPU 8 adjacent
+// lanes read whole sectors.
+override G: u32 = 8u;
+
+// Lane p % G of chunk p / G of channel c: its range [j, end), the element index
+// i = (n C + c) S + s, s, and the per-step strides (i += di, s += ds; on s >= S: s -= S,
+// i += (C - 1) S), so no division per element.
+struct Walk { j: u32, end: u32, i: u32, s: u32, di: u32, ds: u32 }
+
+fn walk(c: u32, p: u32) -> Walk {
+  let m = an.n * an.s;
+  let kk = an.p / G;
+  let len = (m + kk * G - 1u) / (kk * G) * G;
+  let j0 = min(m, (p / G) * len);
+  let j = j0 + p % G;
+  let s = j % an.s;
+  let ds = G % an.s;
+  let di = (G / an.s) * an.c * an.s + ds;
+  return Walk(j, min(m, j0 + len), ((j / an.s) * an.c + c) * an.s + s, s, di, ds);
+}
+
 @group(0) @binding(1) var<storage, read> p_x: array<f32>;
 @group(0) @binding(2) var<storage, read> p_g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> p_part: array<f32>;
-
-fn elem(c: u32, j: u32) -> u32 {
-  let n = j / an.s;
-  return (n * an.c + c) * an.s + (j - n * an.s);
-}
 
 @compute @workgroup_size(WG)
 fn partial_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat(gid, nwg);
   if (t >= an.c * an.p) { return; }
+  var w = walk(t / an.p, t % an.p);
+  let wrap = (an.c - 1u) * an.s;
   var s0 = 0.0;
   var s1 = 0.0;
-  for (var j = t % an.p; j < an.n * an.s; j += an.p) {
-    let i = elem(t / an.p, j);
-    s0 += p_g[i] * p_x[i];
-    s1 += p_g[i];
+  for (var j = w.j; j < w.end; j += G) {
+    let g = p_g[w.i];
+    s0 += g * p_x[w.i];
+    s1 += g;
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= an.s) { w.s -= an.s; w.i += wrap; }
   }
   p_part[2u * t] = s0;
   p_part[2u * t + 1u] = s1;
@@ -66,12 +89,17 @@ fn partial_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
 fn partial_stats(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat(gid, nwg);
   if (t >= an.c * an.p) { return; }
+  var w = walk(t / an.p, t % an.p);
+  let wrap = (an.c - 1u) * an.s;
   var s0 = 0.0;
   var s1 = 0.0;
-  for (var j = t % an.p; j < an.n * an.s; j += an.p) {
-    let x = p_x[elem(t / an.p, j)];
+  for (var j = w.j; j < w.end; j += G) {
+    let x = p_x[w.i];
     s0 += x;
     s1 += x * x;
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= an.s) { w.s -= an.s; w.i += wrap; }
   }
   p_part[2u * t] = s0;
   p_part[2u * t + 1u] = s1;
@@ -141,28 +169,22 @@ fn backward_x4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
 
 @group(0) @binding(2) var<storage, read> v_g: array<vec4f>;
 
-// (g x, g) partial sums; (n, s) advance by P vec4s with running counters, no per-load division.
+// (g x, g) partial sums with vec4 loads (an.s in vec4 units), laid out as partial_grad.
 @compute @workgroup_size(WG)
 fn partial_grad4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat(gid, nwg);
   if (t >= an.c * an.p) { return; }
-  let c = t / an.p;
-  let p = t % an.p;
-  let dn = an.p / an.s;
-  let ds = an.p % an.s;
-  var n = p / an.s;
-  var s = p % an.s;
+  var w = walk(t / an.p, t % an.p);
+  let wrap = (an.c - 1u) * an.s;
   var s0 = vec4f(0.0);
   var s1 = vec4f(0.0);
-  loop {
-    if (n >= an.n) { break; }
-    let i = (n * an.c + c) * an.s + s;
-    let g = v_g[i];
-    s0 += g * v_x[i];
+  for (var j = w.j; j < w.end; j += G) {
+    let g = v_g[w.i];
+    s0 += g * v_x[w.i];
     s1 += g;
-    n += dn;
-    s += ds;
-    if (s >= an.s) { s -= an.s; n += 1u; }
+    w.i += w.di;
+    w.s += w.ds;
+    if (w.s >= an.s) { w.s -= an.s; w.i += wrap; }
   }
   p_part[2u * t] = s0.x + s0.y + s0.z + s0.w;
   p_part[2u * t + 1u] = s1.x + s1.y + s1.z + s1.w;

@@ -90,8 +90,13 @@ function dims(x: Tensor, a: Tensor, b: Tensor, op: string): [number, number, num
   return [n, c, x.size / (n * c)];
 }
 
+/** Lanes per chunk of the stage-1 partial sums: the WGSL override G (its default). */
+const LANES = 8;
+
+/** Partial sums per channel: at least 16 loads each, in whole chunks of LANES threads. */
 function partials(n: number, c: number, s: number): number {
-  return Math.max(1, Math.min(256, Math.ceil(4096 / c), Math.ceil((n * s) / 16)));
+  const p = Math.max(1, Math.min(256, Math.ceil(4096 / c), Math.ceil((n * s) / 16)));
+  return Math.ceil(p / LANES) * LANES;
 }
 
 /** y = exp(a_c) x + b_c. */
