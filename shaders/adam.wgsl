@@ -10,14 +10,43 @@ struct SumSq { n: u32, p: u32, offset: u32 }
 @group(0) @binding(1) var<storage, read> ss_g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ss_part: array<f32>;
 
-// Stage 1: P strided partial sums of g^2 for one parameter, at ss_part[offset .. offset + P].
+// Stage 1: P partial sums of g^2 for one parameter group, at ss_part[offset .. offset + P].
+// Thread t = k G + l sums lane l of contiguous chunk k (elements j0 + l, j0 + l + G, ... of the
+// chunk's [j0, j1)), not the whole buffer at stride P: lavapipe runs 8 invocations as one SIMD
+// batch through the whole loop, and a batch walking its chunk in order is several times faster
+// there than one jumping P elements per load; on a GPU 8 adjacent lanes still read whole sectors
+// (see reduce.wgsl, the same layout).
+override G: u32 = 8u;
+
+// [j0, j1) of chunk k of P / G over n elements; lengths are multiples of G.
+fn ss_chunk(k: u32) -> vec2u {
+  let kk = ss.p / G;
+  let len = (ss.n + kk * G - 1u) / (kk * G) * G;
+  let j0 = min(ss.n, k * len);
+  return vec2u(j0, min(ss.n, j0 + len));
+}
+
 @compute @workgroup_size(WG)
 fn sumsq(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat(gid, nwg);
   if (t >= ss.p) { return; }
+  let span = ss_chunk(t / G);
   var acc = 0.0;
-  for (var j = t; j < ss.n; j += ss.p) { acc += ss_g[j] * ss_g[j]; }
+  for (var j = span.x + t % G; j < span.y; j += G) { acc += ss_g[j] * ss_g[j]; }
   ss_part[ss.offset + t] = acc;
+}
+
+// The same with vec4 loads when the group's size is a multiple of 4 (ss.n is then size / 4).
+@group(0) @binding(1) var<storage, read> ss4_g: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn sumsq4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(gid, nwg);
+  if (t >= ss.p) { return; }
+  let span = ss_chunk(t / G);
+  var acc = vec4f(0.0);
+  for (var j = span.x + t % G; j < span.y; j += G) { acc += ss4_g[j] * ss4_g[j]; }
+  ss_part[ss.offset + t] = acc.x + acc.y + acc.z + acc.w;
 }
 
 struct Fin { count: u32 }

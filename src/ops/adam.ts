@@ -5,11 +5,20 @@ import { fill } from "./tape.ts";
 import { Tensor } from "./tensor.ts";
 
 const FILE = "adam.wgsl";
-const SUMSQ = kernel(FILE, "sumsq", {
-  params: "@0 uniform ss",
-  g: "@1 read ss_g",
-  partials: "@2 read_write ss_part",
-});
+const SUMSQ = {
+  1: kernel(FILE, "sumsq", {
+    params: "@0 uniform ss",
+    g: "@1 read ss_g",
+    partials: "@2 read_write ss_part",
+  }),
+  4: kernel(FILE, "sumsq4", {
+    params: "@0 uniform ss",
+    g: "@1 read ss4_g",
+    partials: "@2 read_write ss_part",
+  }),
+};
+/** Lanes per chunk of the gradient-norm partial sums: the WGSL override G (its default). */
+const LANES = 8;
 const CLIP_FINISH = kernel(FILE, "clip_finish", {
   params: "@0 uniform fin",
   partials: "@1 read fin_part",
@@ -106,7 +115,9 @@ export class Adam {
     this.hyper = fill(Tensor.persistent([8], "adam.hyper"), 0);
     let offset = 0;
     this.#slots = groups.map((g) => {
-      const slot = { offset, p: Math.max(1, Math.min(256, Math.ceil(g.size / 64))) };
+      // At least 64 elements per partial, at most 256 partials, in whole chunks of LANES.
+      const p = Math.max(1, Math.min(256, Math.ceil(g.size / 64)));
+      const slot = { offset, p: Math.ceil(p / LANES) * LANES };
       offset += slot.p;
       return slot;
     });
@@ -137,8 +148,9 @@ export class Adam {
     upload(this.hyper.buffer, h);
     this.groups.forEach((g, i) => {
       const { offset, p: parts } = this.#slots[i];
-      SUMSQ.run({ g: g.grads, partials: this.#partials }, {
-        params: [g.size, parts, offset],
+      const v = g.size % 4 === 0 ? 4 : 1;
+      SUMSQ[v].run({ g: g.grads, partials: this.#partials }, {
+        params: [g.size / v, parts, offset],
         threads: parts,
       });
     });
