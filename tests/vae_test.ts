@@ -243,6 +243,10 @@ Deno.test("vae task: a tiny run writes eval.json with every metric; evaluate rew
     assert.equal(mt.eval_images, 40);
     assertClose([mt.mse_pm1], [4 * mt.mse_01], { rtol: 1e-12, label: "MSE scales" });
     assert.ok(mt.mig_all >= -1 && mt.mig_all <= 1 && mt.mig_lab === mt.mig_all);
+    for (const f of factors) {
+      assert.ok(mt[`mig_${f}_info`] >= mt[`mig_${f}`], `${f}: the gap is below the best Î`);
+      assert.ok(Number.isInteger(mt[`mig_${f}_dim`]) && mt[`mig_${f}_dim`] < 4);
+    }
     assert.ok(mt.dci_d >= 0 && mt.dci_d <= 1 && mt.sap >= 0 && mt.sap <= 1);
     assert.equal(mt.traversal_dims.split(",").length, 4);
     assert.deepEqual(ev.images.sort(), [
@@ -255,6 +259,41 @@ Deno.test("vae task: a tiny run writes eval.json with every metric; evaluate rew
     assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("vae task: MIG, DCI and SAP of a code that copies two factors find them; --unknown leaves one out of MIG_lab", async () => {
+  const { task, cfg } = parseTrain([...TINY, "--unknown", "wall_hue", "--mig-samples", "2000"]);
+  const m = await task.build(cfg, "evaluate") as VaeModel;
+  const n = 1000, L = 4, rng = new Rng(9);
+  const labels = new Int32Array(n * 6), mu = new Float32Array(n * L);
+  for (let i = 0; i < n; i++) {
+    for (let f = 0; f < 6; f++) labels[i * 6 + f] = rng.int(m.data.factors[f].size);
+    mu[i * L] = labels[i * 6] + 0.01 * rng.normal(); // floor hue
+    mu[i * L + 2] = labels[i * 6 + 1] + 0.01 * rng.normal(); // wall hue
+    mu[i * L + 1] = rng.normal();
+    mu[i * L + 3] = rng.normal();
+  }
+  // Sharp posteriors on the copies; the noise dims are uninformative, σ = 1 as a VAE's are (a
+  // near-delta posterior on a random code would name its sample, and the estimator finds
+  // information in that).
+  const logvar = Float32Array.from({ length: n * L }, (_, i) => i % 2 ? 0 : 2 * Math.log(0.01));
+  const r = await m.disentanglement({ mu, logvar, labels, n, mse: { mse01: 0, mseSigned: 0 } });
+  const num = (k: string) => r[k] as number;
+  assert.ok(num("mig_floor_hue") > 0.95 && num("mig_wall_hue") > 0.95, JSON.stringify(r));
+  assert.deepEqual([r.mig_floor_hue_dim, r.mig_wall_hue_dim], [0, 2]);
+  for (const f of ["object_hue", "scale", "shape", "orientation"]) {
+    assert.ok(Math.abs(num(`mig_${f}`)) < 0.05, `${f}: ${r[`mig_${f}`]}`);
+  }
+  const gaps = m.data.factors.map((f) => num(`mig_${f.name}`));
+  assertClose([num("mig_all")], [gaps.reduce((a, v) => a + v, 0) / 6], { rtol: 1e-12 });
+  assertClose([num("mig_lab")], [(gaps.reduce((a, v) => a + v, 0) - gaps[1]) / 5], {
+    rtol: 1e-12,
+    label: "MIG_lab without wall_hue",
+  });
+  assert.equal(r.mig_unknown, "wall_hue");
+  assert.ok(num("sap") > 0.3 && num("dci_d") > 0.5, `sap ${r.sap}, dci_d ${r.dci_d}`);
+  m.release();
+  m.store.release();
 });
 
 Deno.test("vae task: unknown data set, factor name and sizes are refused by name", async () => {

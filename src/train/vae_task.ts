@@ -180,7 +180,7 @@ function evalPositions(count: number, n: number): Uint32Array {
 }
 
 /** Codes of the evaluation subset and what the evaluation measured on the way. */
-interface Encoded {
+export interface Encoded {
   mu: Float32Array;
   logvar: Float32Array;
   /** Factors [n, factors]. */
@@ -331,6 +331,8 @@ export class VaeModel implements Model {
         else if (v > b) b = v;
       }
       out[`mig_${f.name}`] = a - b;
+      // The best dim's normalised information: is the factor in the code at all?
+      out[`mig_${f.name}_info`] = a;
       out[`mig_${f.name}_dim`] = at;
       all += a - b;
       if (k !== unknown) lab += a - b;
@@ -477,6 +479,7 @@ export function dimsByKl(kl: number[]): number[] {
   return kl.map((v, k) => [v, k]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map(([, k]) => k);
 }
 
+/** `--model vae`: the VAE / β-VAE baseline on a labelled data set or MNIST. */
 export const vaeTask = defineTask({
   name: "vae",
   summary: "convolutional VAE / β-VAE (--beta) on shapes2.5d or MNIST: MIG, DCI, SAP, traversals",
