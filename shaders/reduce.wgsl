@@ -11,7 +11,7 @@ struct R { a: u32, b: u32, c: u32, p: u32, scale: f32 }
 // the P threads over the whole plane (j = p, p + P, ...)? lavapipe runs a workgroup as SIMD
 // batches of 8 invocations (256-bit LLVM vectors), each batch to the end of its loop before the
 // next starts; interleaved, a batch jumps P elements (kilobytes) per load, so the CPU's
-// prefetchers never engage: 4-7x slower on 1-4M-element planes than walking memory in order
+// prefetchers never engage: 4-7x slower on 4M-element inputs than walking memory in order
 // (bench/reduce_bench.ts). Per-thread contiguous chunks (as weight_norm.wgsl) fix lavapipe but
 // cost a GPU its coalescing. With G = 8 lanes per chunk both hold: a lavapipe batch walks its
 // chunk front to back, 8 adjacent elements (128 B with vec4 loads) per step, and on a GPU each 8
