@@ -240,3 +240,15 @@ export type {
 export { migGpu } from "./src/eval/disentangle_gpu.ts";
 export { intraClassDiversity, msSsim, ssim, ssimVariant } from "./src/eval/ssim.ts";
 export { codeDrift, inceptionScore, MseMeter, reconMse, retargetError } from "./src/eval/recon.ts";
+
+// The plain VAE / β-VAE baseline (`--model vae`)
+export { ConvTranspose2d } from "./src/nn/layers.ts";
+export {
+  type DuNetSizes,
+  duNetSizes,
+  Vae,
+  type VaeConfig,
+  type VaeLoss,
+} from "./src/models/vae.ts";
+export { vaeData, VaeModel, vaeTask } from "./src/train/vae_task.ts";
+export * from "./src/data/synthlips.ts";
