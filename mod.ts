@@ -250,5 +250,4 @@ export {
   type VaeConfig,
   type VaeLoss,
 } from "./src/models/vae.ts";
-export { vaeData, VaeModel, vaeTask } from "./src/train/vae_task.ts";
 export * from "./src/data/synthlips.ts";

@@ -249,7 +249,7 @@ function checkInt(what: string, v: number, lo: number, hi: number): void {
  */
 export function toFlowInput(
   pixels: Uint8Array,
-  out = new Float32Array(pixels.length),
+  out: Float32Array = new Float32Array(pixels.length),
 ): Float32Array {
   for (let i = 0; i < pixels.length; i++) out[i] = (pixels[i] >> 3) / 32 - 0.5;
   return out;
