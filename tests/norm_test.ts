@@ -135,16 +135,18 @@ Deno.test("batchNorm: a channel mean far from zero keeps its variance (shifted s
   clearTape();
 });
 
-Deno.test("batchNorm: refuses one value per channel in training and wrong shapes", () => {
+Deno.test("batchNorm: refuses a batch of 1 in training (with or without H x W) and wrong shapes", () => {
   const g = Tensor.from(new Float32Array(8).fill(1), [8]);
   const b = Tensor.from(new Float32Array(8), [8]);
   const x = Tensor.from(new Float32Array(8), [1, 8, 1, 1]);
   assert.throws(
     () => batchNorm(x, g, b, { training: true }),
-    {
-      message:
-        "flowgpu: batchNorm: training mode needs more than one value per channel (x [1, 8, 1, 1])",
-    },
+    /training mode needs a batch of at least 2 \(x \[1, 8, 1, 1\]\)/,
+  );
+  const xs = Tensor.from(new Float32Array(8 * 9), [1, 8, 3, 3]);
+  assert.throws(
+    () => batchNorm(xs, g, b, { training: true }),
+    /training mode needs a batch of at least 2 \(x \[1, 8, 3, 3\]\)/,
   );
   const x2 = Tensor.from(new Float32Array(16), [2, 8]);
   const g3 = Tensor.from(new Float32Array(3), [3]);

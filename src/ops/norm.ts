@@ -140,9 +140,12 @@ function check(x: Tensor, gamma: Tensor, beta: Tensor, o: BatchNormOptions): num
         `${fmtShape(rm.shape)} and ${fmtShape(rv.shape)}`,
     );
   }
-  if (o.training && n * s === 1) {
+  // A batch of one is refused even with spatial positions to average over: its statistics
+  // would be one image's, so eval mode (running statistics) could not reproduce training's.
+  if (o.training && n === 1) {
     throw new Error(
-      `${where}: training mode needs more than one value per channel (x ${fmtShape(x.shape)})`,
+      `${where}: training mode needs a batch of at least 2 (x ${fmtShape(x.shape)}); ` +
+        `use eval mode (training: false) for single images`,
     );
   }
   return [n, c, s];
