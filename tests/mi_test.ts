@@ -316,8 +316,9 @@ Deno.test("wordRnn: logits and L_y vs an f64 RNN; gradcheck w.r.t. features and 
   await perturb(store, 51, 0.3);
   const u = randn(T * B * din, 52);
   const labels = [3, 1];
-  const { loss, logits } = noGrad(() => rnn.loss(Tensor.from(u, [T * B, din]), B, labels));
-  const [ly, lg] = await Tensor.readAll([loss, logits]);
+  const ut = Tensor.from(u, [T * B, din]);
+  const { loss, last } = noGrad(() => rnn.loss(ut, T, labels));
+  const [ly, lg, ll] = await Tensor.readAll([loss, noGrad(() => rnn.logits(ut, T)), last]);
   const [wi, bi, wh, wo, bo] = await Tensor.readAll([
     rnn.inp.w,
     rnn.inp.b!,
@@ -329,7 +330,7 @@ Deno.test("wordRnn: logits and L_y vs an f64 RNN; gradcheck w.r.t. features and 
   for (let b = 0; b < B; b++) {
     let h = new Float64Array(H);
     for (let t = 0; t < T; t++) {
-      const row = t * B + b, next = new Float64Array(H);
+      const row = b * T + t, next = new Float64Array(H);
       for (let j = 0; j < H; j++) {
         let s = bi[j];
         for (let k = 0; k < din; k++) s += wi[j * din + k] * u[row * din + k];
@@ -347,17 +348,20 @@ Deno.test("wordRnn: logits and L_y vs an f64 RNN; gradcheck w.r.t. features and 
         atol: 1e-6,
         label: `logits clip ${b} frame ${t}`,
       });
+      if (t === T - 1) {
+        assertClose(ll.subarray(b * K, (b + 1) * K), o, { rtol: 1e-5, atol: 1e-6, label: "last" });
+      }
       const m = Math.max(...o);
       ce += m + Math.log(o.reduce((a, v) => a + Math.exp(v - m), 0)) - o[labels[b]];
     }
   }
   assert.ok(Math.abs(ly[0] - ce / (B * T)) < 1e-5, `L_y ${ly[0]} vs ${ce / (B * T)}`);
   clearTape();
-  await gradcheck((x) => rnn.loss(x, B, labels).loss, [{ data: u, shape: [T * B, din] }], {
+  await gradcheck((x) => rnn.loss(x, T, labels).loss, [{ data: u, shape: [T * B, din] }], {
     params: store.params(),
     label: "L_y",
   });
-  await gradcheck((x) => rnn.logits(x, B), [{ data: u, shape: [T * B, din] }], {
+  await gradcheck((x) => rnn.logits(x, T), [{ data: u, shape: [T * B, din] }], {
     params: store.params(),
     label: "word logits",
     maxElements: 8,
@@ -367,13 +371,13 @@ Deno.test("wordRnn: logits and L_y vs an f64 RNN; gradcheck w.r.t. features and 
 
 Deno.test("mi: with words, L_y on z^r_1 joins the total and its gradient reaches the flow", async () => {
   const { store, mi } = await tinyModel(60, { words: 4, wordHidden: 5, wordWeight: 0.5 });
-  // 2 clips x 2 frames, time-major.
+  // 2 clips x 2 frames, clip-major.
   const x = Tensor.constant(randn(4 * D, 61, 0.3), [4, 3, 8, 8], "x");
-  const words = { clips: 2, labels: [1, 3] };
+  const words = { frames: 2, labels: [1, 3] };
   const l = noGrad(() => mi.losses(x, { noise: fixedNoise(62), words }));
   const [t, d, r, i, y] = await Tensor.readAll([l.total, l.d, l.r, l.i!, l.y!]);
   assert.ok(Math.abs(t[0] - (d[0] + 0.1 * r[0] + i[0] + 0.5 * y[0])) < 1e-5 * t[0], "total");
-  assert.deepEqual(l.wordLogits!.shape, [4, 4]);
+  assert.deepEqual(l.lastLogits!.shape, [2, 4]);
   clearTape();
   const params = store.params().filter((p) => !p.name.startsWith("flow.level1"));
   await gradcheck(
@@ -440,20 +444,20 @@ Deno.test("mi: bad configurations and inputs are refused with clear errors", asy
     /^Error: flowgpu: mi: a model with a word classifier needs the batch's clips/,
   );
   assert.throws(
-    () => mw.losses(x4, { noise: fixedNoise(1), words: { clips: 3, labels: [0, 1, 2] } }),
-    /^Error: flowgpu: wordRnn: 4 frames do not split into 3 clips of equal length/,
+    () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 3, labels: [0] } }),
+    /^Error: flowgpu: wordRnn: 4 frames are not whole clips of 3 frames/,
   );
   assert.throws(
-    () => mw.losses(x4, { noise: fixedNoise(1), words: { clips: 2, labels: [0, 3] } }),
+    () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 2, labels: [0, 3] } }),
     /^Error: flowgpu: wordRnn: word label 3 \(clip 1\) is not in \[0, 3\)/,
   );
   assert.throws(
-    () => mw.losses(x4, { noise: fixedNoise(1), words: { clips: 2, labels: [0] } }),
+    () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 2, labels: [0] } }),
     /^Error: flowgpu: wordRnn: 1 word labels for 2 clips/,
   );
   assert.throws(
     () => mw.word!.logits(Tensor.from(new Float32Array(8), [2, 4]), 1),
-    /^Error: flowgpu: wordRnn: features \[2, 4\] are not \[T·B, 96\]/,
+    /^Error: flowgpu: wordRnn: features \[2, 4\] are not \[B·T, 96\]/,
   );
   clearTape();
   mw.release();
@@ -516,7 +520,7 @@ Deno.test("mi task: trainer steps on SynthLips 32x32 give finite, falling loss; 
   s.release();
 });
 
-Deno.test("mi task: --word-loss steps take time-major clips and log a finite L_y near ln(words)", async () => {
+Deno.test("mi task: --word-loss steps take clip-major clips and log a finite L_y near ln(words)", async () => {
   const { GpuMetrics } = await import("../src/train/metrics.ts");
   const { s, model } = await taskSession([
     "--word-loss",
@@ -531,7 +535,7 @@ Deno.test("mi task: --word-loss steps take time-major clips and log a finite L_y
   const { refs, words } = mm.stepRefs(7);
   assert.equal(refs.length, 8);
   for (let b = 0; b < 2; b++) {
-    const f = [0, 1, 2, 3].map((t) => refs[t * 2 + b]);
+    const f = [0, 1, 2, 3].map((t) => refs[b * 4 + t]);
     const clip = Math.floor(f[0] / 29);
     assert.ok(f.every((r: number, t: number) => r === f[0] + 5 * t), `clip ${b}: stride 5 ${f}`);
     assert.ok(Math.floor(f[3] / 29) === clip, "the frames stay in one clip");

@@ -102,15 +102,15 @@ export interface MiLosses {
   i?: Tensor;
   /** L_y, the word classifier's mean cross-entropy in nats (with `words`). */
   y?: Tensor;
-  /** The word classifier's logits [B·T, words], clip-major (with `words`). */
-  wordLogits?: Tensor;
+  /** The word classifier's logits of each clip's last frame [B, words] (with `words`). */
+  lastLogits?: Tensor;
 }
 
-/** Clip structure of a batch for L_y: B clips of T frames each, rows time-major (t·B + b). */
+/** Clip structure of a batch for L_y: B clips of T frames each, rows clip-major (b·T + t). */
 export interface WordBatch {
-  /** Number of clips B. */
-  clips: number;
-  /** Word of each clip. */
+  /** Frames per clip T. */
+  frames: number;
+  /** Word of each clip (B labels). */
   labels: ArrayLike<number>;
 }
 
@@ -358,17 +358,17 @@ export class MiFlow {
       i = mse(xHat, o.clean ?? x);
       parts.push(i);
     }
-    let y: Tensor | undefined, wordLogits: Tensor | undefined;
+    let y: Tensor | undefined, lastLogits: Tensor | undefined;
     if (this.word && o.words) {
       const z1 = zr[0];
       const u = reshape(z1, [z1.shape[0], z1.size / z1.shape[0]]);
-      const w = this.word.loss(u, o.words.clips, o.words.labels);
+      const w = this.word.loss(u, o.words.frames, o.words.labels);
       y = w.loss;
-      wordLogits = w.logits;
+      lastLogits = w.last;
       if (c.wordWeight > 0) parts.push(scale(y, c.wordWeight));
     }
     const total = parts.reduce((a, b) => add(a, b));
-    return { total, d, r, i, y, wordLogits };
+    return { total, d, r, i, y, lastLogits };
   }
 
   /** z^r (z_1..z_{L−1}) and z^i (z_L) of images x, without gradient. */

@@ -1,7 +1,7 @@
 // The MI flow (af-mi-flow.md §3) on SynthLips (§5.2): frame-level training on random frames of
 // random training clips (32x32 by default, 64x64 with --preset gpu), or, with --word-loss, on
 // clips (A15: B clips of --clip-frames frames at stride --clip-stride from a random offset, rows
-// time-major) so that the word classifier sees sequences. Every step renders its frames on the
+// clip-major) so that the word classifier sees sequences. Every step renders its frames on the
 // CPU (5-bit, x = floor(u8 / 8) / 32 − 1/2), dequantises them with U(0, 1/32) and uploads them.
 //
 // Evaluation on unseen test identities: conditional NLL (bits/dim), and reenactment PSNR/SSIM by
@@ -170,7 +170,7 @@ export class MiModel implements Model {
 
   /**
    * This step's frame refs (and clip words with --word-loss): random frames of random training
-   * clips, or B clips of T frames at the stride from a random offset, time-major (row t·B + b).
+   * clips, or B clips of T frames at the stride from a random offset, clip-major (row b·T + t).
    */
   stepRefs(step: number): { refs: Uint32Array; words?: number[] } {
     const rng = new Rng(hash3(this.cfg.seed, step, 0x3c1));
@@ -184,7 +184,7 @@ export class MiModel implements Model {
       const c = rng.int(clipCount);
       words.push(this.set.clipAt("train", c).word);
       const offset = rng.int(SYNTHLIPS_FRAMES - (T - 1) * stride);
-      for (let t = 0; t < T; t++) refs[t * B + b] = c * SYNTHLIPS_FRAMES + offset + t * stride;
+      for (let t = 0; t < T; t++) refs[b * T + t] = c * SYNTHLIPS_FRAMES + offset + t * stride;
     }
     return { refs, words };
   }
@@ -208,7 +208,7 @@ export class MiModel implements Model {
         const l = this.mi.losses(x, {
           clean,
           noise: (k) => this.noise.normalArray(k),
-          words: words ? { clips: this.clips, labels: words } : undefined,
+          words: words ? { frames: this.frames, labels: words } : undefined,
         });
         const terms: Terms = { bpd: l.d, l_r: l.r };
         if (l.i) terms.l_i = l.i;
@@ -354,12 +354,11 @@ export class MiModel implements Model {
     let right = 0;
     for (const clip of clips) {
       const x = this.#tensor(this.#clipFrames(clip), SYNTHLIPS_FRAMES);
-      const logits = await noGrad(() => {
+      const last = await noGrad(() => {
         const z1 = this.mi.encode(x).zr[0];
-        return this.mi.word!.logits(reshape(z1, [SYNTHLIPS_FRAMES, -1]), 1);
+        return this.mi.word!.loss(reshape(z1, [SYNTHLIPS_FRAMES, -1]), SYNTHLIPS_FRAMES, [0]).last;
       }).read();
       clearTape();
-      const K = this.set.vocab.length, last = logits.subarray((SYNTHLIPS_FRAMES - 1) * K);
       const best = last.indexOf(Math.max(...last));
       if (best === clip.word) right++;
     }
