@@ -84,13 +84,19 @@ const flags = {
     shape: true,
     help: "hidden units of the word RNN (H)",
   },
-  lossS: { default: true, help: "source-structure loss L_s (eq. 2; --no-loss-s: ablation)" },
-  lossT: { default: true, help: "target-structure loss L_t (eq. 3; --no-loss-t: ablation)" },
-  lossP: { default: true, help: "random-pair loss L_p (eq. 4; --no-loss-p: ablation)" },
+  lossS: {
+    default: true,
+    help: "the source-structure loss L_s (eq. 2); off: its Table I ablation",
+  },
+  lossT: {
+    default: true,
+    help: "the target-structure loss L_t (eq. 3); off: its Table I ablation",
+  },
+  lossP: { default: true, help: "the random-pair loss L_p (eq. 4); off: its Table I ablation" },
   lossY: {
     default: true,
     shape: true,
-    help: "word-classification loss L_y (eq. 5; --no-loss-y: ablation, no classifier)",
+    help: "the word-classification loss L_y (eq. 5); off: its ablation, without a classifier",
   },
   clips: { default: 1, min: 1, help: "clips of 29 frames per AF step (the paper: 1)" },
   afLrScale: {
