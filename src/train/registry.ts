@@ -1,5 +1,6 @@
 // Every trainable model, by its --model name: adding a model is one line here.
 import { aeTask } from "./ae_task.ts";
+import { afTask } from "./af_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
 import type { Task } from "./task.ts";
@@ -11,4 +12,5 @@ export const tasks: Record<string, Task> = {
   ae: aeTask,
   funs: funsTask,
   vae: vaeTask,
+  af: afTask,
 };
