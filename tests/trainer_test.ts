@@ -32,6 +32,7 @@ Deno.test("metrics: sums, counts and the last value per series; non-finite value
 const flags = {
   target: { default: 3, real: true, help: "what the parameter is pulled towards" },
   poison: { default: false, help: "multiply the loss by NaN" },
+  stageAt: { default: 0, help: "from this step on, only optimizer a updates (0: never)" },
 };
 
 /** p is pulled to `target`; q (its own optimizer, half the learning rate) to -target. */
@@ -45,19 +46,18 @@ class Pull implements Model {
   describe() {
     return "pull";
   }
-  updates() {
+  updates(step: number) {
     const t = this.cfg.target;
     const bad = Tensor.from([this.cfg.poison ? NaN : 1], [1]);
-    return [
-      {
-        optimizer: "a",
-        run: () => ({ loss: mul(sum(square(sub(this.p, Tensor.from([t, t, t], [3])))), bad) }),
-      },
-      {
-        optimizer: "b",
-        run: () => ({ loss: sum(square(sub(this.q, Tensor.from([-t, -t], [2])))) }),
-      },
-    ];
+    const a = {
+      optimizer: "a",
+      run: () => ({ loss: mul(sum(square(sub(this.p, Tensor.from([t, t, t], [3])))), bad) }),
+    };
+    const b = {
+      optimizer: "b",
+      run: () => ({ loss: sum(square(sub(this.q, Tensor.from([-t, -t], [2])))) }),
+    };
+    return this.cfg.stageAt > 0 && step >= this.cfg.stageAt ? [a] : [a, b];
   }
   async evaluate() {
     const [p, q] = await Tensor.readAll([this.p, this.q]);
@@ -115,6 +115,19 @@ Deno.test("trainer: non-finite losses skip their updates and stop the run after 
   assert.equal(metrics.p0, 0);
   assert.ok((metrics.q0 as number) < -0.4, `q trained (10 steps of ~lr/2): ${metrics.q0}`);
   s.release();
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("trainer: a series with nothing in a logging window (a stage switch) is left out, not NaN", async () => {
+  const dir = Deno.makeTempDirSync();
+  await train(pullTask, config({ steps: 15, out: dir, stageAt: 5 }));
+  const log = Deno.readTextFileSync(join(dir, "metrics.jsonl")).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.ok(Number.isFinite(log[0]["loss.b"]), "both updates logged before the switch");
+  assert.equal(log[1].step, 10);
+  assert.ok(!("loss.b" in log[1]) && !("grad_norm.b" in log[1]), JSON.stringify(log[1]));
+  assert.ok(Number.isFinite(log[1]["loss.a"]));
   Deno.removeSync(dir, { recursive: true });
 });
 

@@ -103,7 +103,7 @@ export class Session {
       const { loss, terms = {} } = u.run();
       // Terms describe the loss; a loss without terms is logged as itself.
       if (metrics && Object.keys(terms).length === 0) {
-        metrics.add(updates.length > 1 ? `loss.${u.optimizer}` : "loss", loss);
+        metrics.add(this.optimizers.size > 1 ? `loss.${u.optimizer}` : "loss", loss);
       }
       if (metrics) { for (const [k, t] of Object.entries(terms)) metrics.add(k, t); }
       backward(loss, { params: opt.params });
@@ -249,6 +249,9 @@ function skippedSteps(m: Map<string, Summary>): number {
 function logLine(s: Session, m: Map<string, Summary>, steps: number, seconds: number) {
   const line: Record<string, number | boolean> = { step: s.step };
   for (const [k, v] of m) {
+    // A series with nothing added in this window (an update that did not run, e.g. the first
+    // stage's terms after a stage switch) is left out rather than logged as NaN.
+    if (v.finite === 0 && v.nonFinite === 0) continue;
     line[k] = round(v.mean);
     if (v.nonFinite) line[`${k}_nonfinite`] = v.nonFinite;
   }
