@@ -10,6 +10,7 @@ import { assertClose, gradcheck, randn } from "./gradcheck.ts";
 import { bruteLogdet } from "./flowcheck.ts";
 import { ConditionPrior, maxPool2x2, MiFlow, type MiFlowConfig } from "../src/models/mi.ts";
 import { WordRnn } from "../src/models/mi_word.ts";
+import { clipCentroid, featherMask, MiHybrid } from "../src/models/mi_hybrid.ts";
 import { ParamStore } from "../src/nn/store.ts";
 import { concatChannels, reshape } from "../src/ops/shape.ts";
 import { clearTape, noGrad } from "../src/ops/tape.ts";
@@ -465,6 +466,163 @@ Deno.test("mi: bad configurations and inputs are refused with clear errors", asy
   store.release();
 });
 
+// ---- AF-MI hybrid --------------------------------------------------------------------------
+
+Deno.test("afmi: the feathered paste mask and the pasted frames vs references", async () => {
+  const m = featherMask(2, 8, { top: 3, bottom: 4, left: 2, right: 5 });
+  const at = (y: number, x: number) => m[y * 8 + x];
+  const f = Math.fround;
+  assert.equal(at(3, 2), 1);
+  assert.equal(at(4, 5), 1);
+  assert.equal(at(2, 3), f(1 - 1 / 3)); // one row above
+  assert.equal(at(1, 1), f(1 - 2 / 3)); // two rows up, one column left: Chebyshev distance 2
+  assert.equal(at(0, 3), 0);
+  assert.equal(at(4, 7), f(1 - 2 / 3));
+  assert.deepEqual(m.subarray(64), m.subarray(0, 64), "every channel alike");
+  const { store, mi } = await tinyModel(80);
+  const h = new MiHybrid(mi, 0.5, { source: true, target: true, pair: true, word: false });
+  // 2 clips of 3 frames; query frames k = 2 and 0.
+  const xs = randn(6 * D, 81), xq = randn(6 * D, 82);
+  const got = await h.paste(Tensor.from(xs, [6, 3, 8, 8]), Tensor.from(xq, [6, 3, 8, 8]), [2, 0], 3)
+    .read();
+  const mf = featherMask(3, 8, tiny.box!);
+  for (let r = 0; r < 6; r++) {
+    const q = (r < 3 ? 2 : 3) * D;
+    for (let e = 0; e < D; e++) {
+      const want = mf[e] * xs[r * D + e] + (1 - mf[e]) * xq[q + e];
+      assert.ok(Math.abs(got[r * D + e] - want) < 1e-6, `row ${r} element ${e}`);
+    }
+  }
+  clearTape();
+  h.release();
+  mi.release();
+  store.release();
+});
+
+Deno.test("afmi: L_s, L_p, L_t on the MI split equal their definitions; total = L_MI + β L_AF", async () => {
+  const { store, mi } = await tinyModel(90);
+  const h = new MiHybrid(mi, 0.5, { source: true, target: true, pair: true, word: false });
+  const T = 3, rows = 6, shape = [rows, 3, 8, 8];
+  const xs = Tensor.constant(randn(rows * D, 91, 0.3), shape, "xs");
+  const xq = Tensor.constant(randn(rows * D, 92, 0.3), shape, "xq");
+  const l = noGrad(() =>
+    h.losses(xs, { noise: fixedNoise(93) }, { frames: T, shift: 2, query: xq, queryFrames: [1, 2] })
+  );
+  const [src, tgt, pair, af, total, miTotal] = await Tensor.readAll([
+    l.source!,
+    l.target!,
+    l.pair!,
+    l.af,
+    l.total,
+    l.mi.total,
+  ]);
+  const zi = await mi.encode(xs).zi.read();
+  const ziQ = await mi.encode(xq).zi.read();
+  const ziT = await mi.encode(h.paste(xs, xq, [1, 2], T)).zi.read();
+  clearTape();
+  const d = zi.length / rows;
+  const centroid = (z: Float32Array, r: number, e: number) => {
+    const c = Math.floor(r / T);
+    let sum = 0;
+    for (let t = 0; t < T; t++) sum += z[(c * T + t) * d + e];
+    return sum / T;
+  };
+  let ws = 0, wp = 0, wt = 0;
+  for (let r = 0; r < rows; r++) {
+    const n = r - (r % T) + ((r % T) + 2) % T;
+    for (let e = 0; e < d; e++) {
+      ws += (zi[r * d + e] - centroid(zi, r, e)) ** 2;
+      wp += (zi[n * d + e] - zi[r * d + e]) ** 2;
+      wt += (ziT[r * d + e] - centroid(ziQ, r, e)) ** 2;
+    }
+  }
+  const close = (a: number, b: number, what: string) =>
+    assert.ok(Math.abs(a - b) <= 2e-5 * Math.abs(b) + 1e-7, `${what}: ${a} vs ${b}`);
+  close(src[0], ws / zi.length, "L_s^H");
+  close(pair[0], wp / zi.length, "L_p^H");
+  close(tgt[0], wt / zi.length, "L_t^H");
+  close(af[0], src[0] + tgt[0] + pair[0], "L_AF^H");
+  close(total[0], miTotal[0] + 0.5 * af[0], "L_MI + β L_AF^H");
+  // The centroid op: every row of a clip holds the clip's mean.
+  const zc = await clipCentroid(Tensor.from(zi, [rows, d]), T).read();
+  for (let r = 0; r < rows; r++) close(zc[r * d + 5], centroid(zi, r, 5), `centroid row ${r}`);
+  clearTape();
+  xs.release();
+  xq.release();
+  h.release();
+  mi.release();
+  store.release();
+});
+
+for (const term of ["source", "pair", "target"] as const) {
+  Deno.test(`afmi: gradcheck of L_${term[0]}^H w.r.t. source, query and the flow's parameters`, async () => {
+    const { store, mi } = await tinyModel(100);
+    const which = { source: false, target: false, pair: false, word: false, [term]: true };
+    const h = new MiHybrid(mi, 1, which);
+    const flow = store.params().filter((p) => p.name.startsWith("flow."));
+    const T = 2, shape = [4, 3, 8, 8];
+    await gradcheck(
+      (xs, xq) =>
+        h.losses(xs, { noise: fixedNoise(101) }, {
+          frames: T,
+          shift: 1,
+          query: xq,
+          queryFrames: [1, 0],
+        })[term]!,
+      [{ data: randn(4 * D, 102, 0.3), shape }, {
+        data: randn(4 * D, 103, 0.3),
+        shape,
+        grad: term === "target",
+      }],
+      { params: flow, label: `L_${term}^H`, maxElements: 2, kinks: true },
+    );
+    h.release();
+    mi.release();
+    store.release();
+  });
+}
+
+Deno.test("afmi: bad settings and batches are refused", async () => {
+  const { store, mi } = await tinyModel(110);
+  const all = { source: true, target: true, pair: true, word: false };
+  assert.throws(() => new MiHybrid(mi, -1, all), /^Error: flowgpu: afmi: β must be a finite/);
+  assert.throws(
+    () => new MiHybrid(mi, 0.5, { ...all, word: true }),
+    /^Error: flowgpu: afmi: L_y needs an MI flow built with a word classifier/,
+  );
+  assert.throws(
+    () => new MiHybrid(mi, 0.5, { source: false, target: false, pair: false, word: false }),
+    /^Error: flowgpu: afmi: every AF term is switched off/,
+  );
+  const h = new MiHybrid(mi, 0.5, all);
+  const x = Tensor.from(new Float32Array(4 * D), [4, 3, 8, 8]);
+  const o = { noise: fixedNoise(1) };
+  assert.throws(
+    () => h.losses(x, o, { frames: 3, shift: 1 }),
+    /^Error: flowgpu: afmi: 4 frames are not whole clips of 3 >= 2 frames/,
+  );
+  assert.throws(
+    () => h.losses(x, o, { frames: 2, shift: 2 }),
+    /^Error: flowgpu: afmi: L_p needs a pair shift s in 1\.\.1, got 2/,
+  );
+  assert.throws(
+    () => h.losses(x, o, { frames: 2, shift: 1 }),
+    /^Error: flowgpu: afmi: L_t needs the query clips and their frames k/,
+  );
+  assert.throws(
+    () => h.paste(x, x, [0], 2),
+    /^Error: flowgpu: afmi: 1 query frames for 2 clips/,
+  );
+  assert.throws(
+    () => h.paste(x, x, [0, 2], 2),
+    /^Error: flowgpu: afmi: query frame 2 \(clip 1\) is not in 0\.\.1/,
+  );
+  clearTape();
+  h.release();
+  mi.release();
+  store.release();
+});
+
 // ---- the task ------------------------------------------------------------------------------
 
 async function taskSession(extra: string[]) {
@@ -549,6 +707,69 @@ Deno.test("mi task: --word-loss steps take clip-major clips and log a finite L_y
   assert.ok(Math.abs(ly - Math.log(10)) < 1, `L_y ${ly} vs ln 10`);
   m.release();
   s.release();
+});
+
+Deno.test("afmi task: starts from an MI run's checkpoint, draws other-identity query clips, trains", async () => {
+  const { parseFlags } = await import("../src/train/flags.ts");
+  const { trainerTable } = await import("../src/train/trainer_flags.ts");
+  const { afmiTask } = await import("../src/train/mi_task.ts");
+  const { Session } = await import("../src/train/trainer.ts");
+  const { GpuMetrics } = await import("../src/train/metrics.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const { s: mi, model: miModel } = await taskSession(["--steps", "2"]);
+    miModel.init?.();
+    mi.trainStep();
+    await mi.save(`${dir}/checkpoint.safetensors`);
+    const saved = await Tensor.readAll(miModel.store.params(["flow", "prior"]));
+    mi.release();
+    const args = [
+      ...["--levels", "2", "--depth", "1", "--width", "8", "--init-batch", "16", "--no-logos"],
+      ...["--vocab", "10", "--train-ids", "20", "--eval-clips", "1", "--init-from", dir],
+      ...["--clip-frames", "4", "--clip-stride", "5", "--batch", "8"],
+    ];
+    const parse = (extra: string[]) =>
+      parseFlags([...args, ...extra], [trainerTable(afmiTask.trainer), afmiTask.flags], "cpu")
+        // deno-lint-ignore no-explicit-any
+        .values as any;
+    const cfg = parse([]);
+    const model = await afmiTask.build(cfg, "train");
+    // deno-lint-ignore no-explicit-any
+    const mm = model as any;
+    model.init!();
+    const loaded = await Tensor.readAll(model.store.params(["flow", "prior"]));
+    loaded.forEach((v, i) => assert.deepEqual(v, saved[i], `parameter ${i} loaded`));
+    const { refs, rng } = mm.stepRefs(3);
+    const q = mm.queryRefs(refs, rng);
+    const perId = 10 * 2 * 29;
+    for (let b = 0; b < 2; b++) {
+      assert.notEqual(
+        Math.floor(q.refs[b * 4] / perId),
+        Math.floor(refs[b * 4] / perId),
+        "identity",
+      );
+      assert.ok(q.ks[b] >= 0 && q.ks[b] < 4);
+    }
+    assert.ok(q.shift >= 1 && q.shift <= 3, `shift ${q.shift}`);
+    const s = new Session(afmiTask, cfg, model);
+    const m = new GpuMetrics();
+    for (let i = 0; i < 2; i++) s.trainStep(m);
+    const r = await m.read();
+    for (const k of ["bpd", "l_i", "l_y", "l_s", "l_t", "l_p", "l_af"]) {
+      assert.ok(Number.isFinite(r.get(k)?.mean), `${k} = ${r.get(k)?.mean}`);
+    }
+    m.release();
+    s.release();
+    // A run of other shapes is refused.
+    const other = await afmiTask.build(parse(["--width", "4"]), "train");
+    assert.throws(
+      () => other.init!(),
+      /checkpoint was trained with width=8 but the model has width=4/,
+    );
+    other.store.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("mi task: bad flags are refused", async () => {

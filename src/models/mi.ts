@@ -104,6 +104,10 @@ export interface MiLosses {
   y?: Tensor;
   /** The word classifier's logits of each clip's last frame [B, words] (with `words`). */
   lastLogits?: Tensor;
+  /** z^i of the batch, recorded (the hybrid's AF terms use it). */
+  zi: Tensor;
+  /** z^r of the batch, recorded. */
+  zr: Tensor[];
 }
 
 /** Clip structure of a batch for L_y: B clips of T frames each, rows clip-major (b·T + t). */
@@ -368,7 +372,7 @@ export class MiFlow {
       if (c.wordWeight > 0) parts.push(scale(y, c.wordWeight));
     }
     const total = parts.reduce((a, b) => add(a, b));
-    return { total, d, r, i, y, lastLogits };
+    return { total, d, r, i, y, lastLogits, zi, zr };
   }
 
   /** z^r (z_1..z_{L−1}) and z^i (z_L) of images x, without gradient. */

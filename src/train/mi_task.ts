@@ -18,12 +18,14 @@ import {
   type SynthLipsSplit,
 } from "../data/synthlips.ts";
 import { ssim } from "../eval/ssim.ts";
-import { MiFlow } from "../models/mi.ts";
+import { MiFlow, type MiLosses } from "../models/mi.ts";
+import { MiHybrid } from "../models/mi_hybrid.ts";
 import { ParamStore } from "../nn/store.ts";
 import { reshape } from "../ops/shape.ts";
 import { clearTape, noGrad } from "../ops/tape.ts";
 import { Tensor } from "../ops/tensor.ts";
 import { Rng } from "../util/rng.ts";
+import { checkConfigMatches, loadCheckpoint } from "./checkpoint.ts";
 import { imageGrid } from "./png.ts";
 import { type Config, defineTask, type Evaluation, type Model, type Terms } from "./task.ts";
 
@@ -65,7 +67,23 @@ const flags = {
   evalClips: { default: 16, gpu: 100, min: 1, help: "test clips for the evaluation" },
 };
 
-export type MiTaskConfig = Config<typeof flags>;
+/** The AF-MI hybrid's own flags (§4.1): β, the MI run it starts from, the AF term switches. */
+const hybridFlags = {
+  beta: { default: 0.5, real: true, help: "weight β of L_AF^H (0.1, 0.5, 0.8 in Table I)" },
+  initFrom: {
+    default: "",
+    help: "run folder of a trained MI flow to fine-tune (its checkpoint; '': from scratch)",
+  },
+  afSource: { default: true, help: "L_s^H, z^i of every frame at its clip's centroid" },
+  afTarget: { default: true, help: "L_t^H, pasted-mouth frames encode to the query's z̄^i" },
+  afPair: { default: true, help: "L_p^H, z^i of paired frames equal" },
+  afWord: { default: true, help: "L_y in L_AF^H (needs --word-loss)" },
+};
+
+/** The flags that fix the flow's and prior's shapes: an --init-from run must share them. */
+const FLOW_KEYS = ["size", "levels", "depth", "width", "coupling", "lu"];
+
+export type MiTaskConfig = Config<typeof flags> & Partial<Config<typeof hybridFlags>>;
 
 /** A batch of frames: dequantised x̃ and the clean x, both [N, 3, S, S] model inputs. */
 interface FrameBatch {
@@ -89,9 +107,13 @@ export class MiModel implements Model {
   readonly noise: Rng;
   readonly rngs: Record<string, Rng>;
   readonly examplesPerStep: number;
-  /** Clips per step and frames per clip with --word-loss. */
+  /** Clips per step and frames per clip in clip mode (--word-loss, the hybrid). */
   readonly clips: number;
   readonly frames: number;
+  /** Steps take clips (the word loss and the hybrid need sequences). */
+  readonly clipMode: boolean;
+  /** The AF-MI fine-tuning objective (the afmi task). */
+  readonly hybrid?: MiHybrid;
   readonly #trainFrames: number;
 
   constructor(readonly cfg: MiTaskConfig, readonly set: SynthLips) {
@@ -117,9 +139,21 @@ export class MiModel implements Model {
     });
     this.noise = new Rng(cfg.seed ^ 0x5eed);
     this.rngs = { noise: this.noise };
-    this.frames = cfg.wordLoss ? cfg.clipFrames : 1;
-    this.clips = cfg.wordLoss ? Math.max(1, Math.round(cfg.batch / cfg.clipFrames)) : cfg.batch;
-    if (cfg.wordLoss && (cfg.clipFrames - 1) * cfg.clipStride >= SYNTHLIPS_FRAMES) {
+    if (cfg.beta !== undefined) {
+      this.hybrid = new MiHybrid(this.mi, cfg.beta, {
+        source: cfg.afSource ?? true,
+        target: cfg.afTarget ?? true,
+        pair: cfg.afPair ?? true,
+        word: (cfg.afWord ?? true) && cfg.wordLoss,
+      });
+      if (cfg.clipFrames < 2) {
+        throw new Error(`flowgpu: afmi: --clip-frames must be >= 2, got ${cfg.clipFrames}`);
+      }
+    }
+    this.clipMode = cfg.wordLoss || this.hybrid !== undefined;
+    this.frames = this.clipMode ? cfg.clipFrames : 1;
+    this.clips = this.clipMode ? Math.max(1, Math.round(cfg.batch / cfg.clipFrames)) : cfg.batch;
+    if (this.clipMode && (cfg.clipFrames - 1) * cfg.clipStride >= SYNTHLIPS_FRAMES) {
       throw new Error(
         `flowgpu: mi: --clip-frames ${cfg.clipFrames} at --clip-stride ${cfg.clipStride} span ` +
           `more than the ${SYNTHLIPS_FRAMES} frames of a clip`,
@@ -134,8 +168,9 @@ export class MiModel implements Model {
     const zi = m.glow.latentShapes[c.levels - 1];
     const gamma = zi.reduce((a, b) => a * b, 1) / m.dims;
     const terms = [c.ld ? "L_d" : "", c.alpha > 0 ? `${c.alpha}·L_r` : "", c.li ? "L_i" : ""]
-      .concat(c.wordLoss ? [`${c.wordWeight}·L_y`] : []).filter(Boolean).join(" + ");
-    const batch = c.wordLoss
+      .concat(c.wordLoss ? [`${c.wordWeight}·L_y`] : []).filter(Boolean).join(" + ") +
+      (this.hybrid ? ` + ${c.beta}·L_AF^H${c.initFrom ? ` from ${c.initFrom}` : ""}` : "");
+    const batch = this.clipMode
       ? `${this.clips} clip(s) x ${this.frames} frames (stride ${c.clipStride})`
       : `${c.batch} frames`;
     return `SynthLips ${this.set.size}x${this.set.size}: L=${c.levels} K=${c.depth} width ` +
@@ -172,25 +207,56 @@ export class MiModel implements Model {
    * This step's frame refs (and clip words with --word-loss): random frames of random training
    * clips, or B clips of T frames at the stride from a random offset, clip-major (row b·T + t).
    */
-  stepRefs(step: number): { refs: Uint32Array; words?: number[] } {
+  stepRefs(step: number): { refs: Uint32Array; words?: number[]; rng: Rng } {
     const rng = new Rng(hash3(this.cfg.seed, step, 0x3c1));
-    if (!this.cfg.wordLoss) {
-      return { refs: Uint32Array.from({ length: this.clips }, () => rng.int(this.#trainFrames)) };
+    if (!this.clipMode) {
+      const refs = Uint32Array.from({ length: this.clips }, () => rng.int(this.#trainFrames));
+      return { refs, rng };
     }
-    const B = this.clips, T = this.frames, stride = this.cfg.clipStride;
     const clipCount = this.set.clipCount("train");
-    const refs = new Uint32Array(B * T), words: number[] = [];
-    for (let b = 0; b < B; b++) {
+    const refs = new Uint32Array(this.clips * this.frames), words: number[] = [];
+    for (let b = 0; b < this.clips; b++) {
       const c = rng.int(clipCount);
       words.push(this.set.clipAt("train", c).word);
-      const offset = rng.int(SYNTHLIPS_FRAMES - (T - 1) * stride);
-      for (let t = 0; t < T; t++) refs[b * T + t] = c * SYNTHLIPS_FRAMES + offset + t * stride;
+      refs.set(this.#clipRefs(c, rng), b * this.frames);
     }
-    return { refs, words };
+    return { refs, words, rng };
   }
 
-  /** Data-dependent actnorm init from `initBatch` random training frames. */
+  /** T frame refs of training clip c at the stride from a random offset. */
+  #clipRefs(c: number, rng: Rng): number[] {
+    const T = this.frames, stride = this.cfg.clipStride;
+    const offset = rng.int(SYNTHLIPS_FRAMES - (T - 1) * stride);
+    return Array.from({ length: T }, (_, t) => c * SYNTHLIPS_FRAMES + offset + t * stride);
+  }
+
+  /**
+   * The hybrid's query clips (one of another identity per source clip, T frames each, clip-major),
+   * the query frame k of each, and the pair shift s in 1..T−1; drawn from the step's stream.
+   */
+  queryRefs(refs: Uint32Array, rng: Rng): { refs: Uint32Array; ks: number[]; shift: number } {
+    const T = this.frames, perId = this.set.vocab.length * this.set.utterances("train");
+    const clipCount = this.set.clipCount("train");
+    const out = new Uint32Array(refs.length), ks: number[] = [];
+    for (let b = 0; b < this.clips; b++) {
+      const id = Math.floor(refs[b * T] / SYNTHLIPS_FRAMES / perId);
+      let c = rng.int(clipCount);
+      // A different identity (a set of one identity has no other: then any clip).
+      for (let tries = 0; tries < 16 && Math.floor(c / perId) === id; tries++) {
+        c = rng.int(clipCount);
+      }
+      out.set(this.#clipRefs(c, rng), b * T);
+      ks.push(rng.int(T));
+    }
+    return { refs: out, ks, shift: 1 + rng.int(T - 1) };
+  }
+
+  /**
+   * Start from the MI run in --init-from (its flow, prior, flags and, if it had one, word
+   * classifier), or the data-dependent actnorm init from `initBatch` random training frames.
+   */
   init(): void {
+    if (this.cfg.initFrom) return this.#loadMi(this.cfg.initFrom);
     const rng = new Rng(this.cfg.seed + 17);
     const n = this.cfg.initBatch;
     const refs = Uint32Array.from({ length: n }, () => rng.int(this.#trainFrames));
@@ -198,24 +264,70 @@ export class MiModel implements Model {
     this.mi.glow.initialize(this.#tensor(b.noisy, n));
   }
 
+  #loadMi(dir: string): void {
+    const path = `${dir}/checkpoint.safetensors`;
+    const ck = loadCheckpoint(path);
+    if (ck.metadata.model !== "mi" && ck.metadata.model !== "afmi") {
+      throw new Error(
+        `flowgpu: afmi: ${path} holds a '${ck.metadata.model}' model, not an MI flow`,
+      );
+    }
+    checkConfigMatches(JSON.parse(ck.metadata.config ?? "{}"), this.cfg, FLOW_KEYS);
+    for (const [name, t] of this.store.tensors) {
+      const saved = ck.tensors[name];
+      // A run without L_y has no word classifier: it starts fresh.
+      if (!saved && name.startsWith("word.")) continue;
+      if (!saved) throw new Error(`flowgpu: afmi: ${path} has no tensor ${name}`);
+      if (saved.data.length !== t.size) {
+        throw new Error(
+          `flowgpu: afmi: ${path}: ${name} is [${saved.shape}], the model needs [${t.shape}]`,
+        );
+      }
+      t.write(saved.data);
+    }
+    this.store.loadFlags(JSON.parse(ck.metadata.flags ?? "{}"));
+    if (!this.mi.glow.initialized) throw new Error(`flowgpu: afmi: ${path}: actnorms not set`);
+  }
+
   updates(step: number) {
     return [{
       optimizer: "main",
       run: () => {
-        const { refs, words } = this.stepRefs(step);
+        const { refs, words, rng } = this.stepRefs(step);
         const b = this.frameBatch("train", refs, this.noise);
         const x = this.#tensor(b.noisy, b.n), clean = this.#tensor(b.clean, b.n);
-        const l = this.mi.losses(x, {
+        const opts = {
           clean,
-          noise: (k) => this.noise.normalArray(k),
-          words: words ? { frames: this.frames, labels: words } : undefined,
-        });
-        const terms: Terms = { bpd: l.d, l_r: l.r };
-        if (l.i) terms.l_i = l.i;
-        if (l.y) terms.l_y = l.y;
-        return { loss: l.total, terms };
+          noise: (k: number) => this.noise.normalArray(k),
+          words: words && this.cfg.wordLoss ? { frames: this.frames, labels: words } : undefined,
+        };
+        if (this.hybrid) {
+          const q = this.queryRefs(refs, rng);
+          const query = this.#tensor(this.frameBatch("train", q.refs, this.noise).noisy, b.n);
+          const h = this.hybrid.losses(x, opts, {
+            frames: this.frames,
+            shift: q.shift,
+            query,
+            queryFrames: q.ks,
+          });
+          const terms = this.#terms(h.mi);
+          terms.l_af = h.af;
+          if (h.source) terms.l_s = h.source;
+          if (h.target) terms.l_t = h.target;
+          if (h.pair) terms.l_p = h.pair;
+          return { loss: h.total, terms };
+        }
+        const l = this.mi.losses(x, opts);
+        return { loss: l.total, terms: this.#terms(l) };
       },
     }];
+  }
+
+  #terms(l: MiLosses): Terms {
+    const terms: Terms = { bpd: l.d, l_r: l.r };
+    if (l.i) terms.l_i = l.i;
+    if (l.y) terms.l_y = l.y;
+    return terms;
   }
 
   /** Test clips for evaluations: `evalClips` spread evenly over the test split. */
@@ -380,6 +492,7 @@ export class MiModel implements Model {
   }
 
   release(): void {
+    this.hybrid?.release();
     this.mi.release();
   }
 }
@@ -399,18 +512,49 @@ export const miTask = defineTask({
     sampleEvery: { default: 500, gpu: 5000 },
     checkpointEvery: { default: 250, gpu: 2000 },
   },
-  async build(cfg): Promise<Model> {
-    if (cfg.size !== 32 && cfg.size !== 64) {
-      throw new Error(`flowgpu: mi: --size must be 32 or 64, got ${cfg.size}`);
-    }
-    if (cfg.bits > 8) throw new Error(`flowgpu: mi: --bits ${cfg.bits}: SynthLips has 8 bits`);
-    const set = await synthLips({
-      seed: cfg.dataSeed,
-      size: cfg.size,
-      vocab: cfg.vocab,
-      logos: cfg.logos,
-      ...(cfg.trainIds > 0 ? { identities: { train: cfg.trainIds } } : {}),
-    });
-    return new MiModel(cfg, set);
+  build: (cfg) => buildMi(cfg),
+});
+
+async function buildMi(cfg: MiTaskConfig): Promise<Model> {
+  if (cfg.size !== 32 && cfg.size !== 64) {
+    throw new Error(`flowgpu: mi: --size must be 32 or 64, got ${cfg.size}`);
+  }
+  if (cfg.bits > 8) throw new Error(`flowgpu: mi: --bits ${cfg.bits}: SynthLips has 8 bits`);
+  const set = await synthLips({
+    seed: cfg.dataSeed,
+    size: cfg.size,
+    vocab: cfg.vocab,
+    logos: cfg.logos,
+    ...(cfg.trainIds > 0 ? { identities: { train: cfg.trainIds } } : {}),
+  });
+  return new MiModel(cfg, set);
+}
+
+/**
+ * The AF-MI hybrid (§4.1): an MI flow (--init-from its run) fine-tuned on clip batches with
+ * L_MI + β L_AF^H. Defaults: the word loss on (L_y is in both), 1 clip of 8 frames at stride 3
+ * per CPU step, a whole clip (29 frames) with --preset gpu, 50k steps there [R].
+ */
+export const afmiTask = defineTask({
+  name: "afmi",
+  summary: "AF-MI hybrid: an MI flow fine-tuned with L_MI + β·L_AF on SynthLips clips",
+  flags: {
+    ...flags,
+    wordLoss: { ...flags.wordLoss, default: true },
+    clipFrames: { ...flags.clipFrames, default: 8, gpu: 29 },
+    clipStride: { ...flags.clipStride, default: 3, gpu: 1 },
+    ...hybridFlags,
   },
+  trainer: {
+    steps: { default: 500, gpu: 50000 },
+    batch: { default: 8, gpu: 29 },
+    lr: { default: 1e-3, gpu: 1e-4 },
+    warmup: { default: 50, gpu: 0 },
+    decay: { default: "cosine", gpu: "none" },
+    clip: { default: 50, gpu: 5 },
+    out: { default: "runs/afmi", gpu: "runs/afmi-gpu" },
+    sampleEvery: { default: 250, gpu: 5000 },
+    checkpointEvery: { default: 250, gpu: 2000 },
+  },
+  build: (cfg) => buildMi(cfg),
 });
