@@ -1,10 +1,12 @@
 // The MI flow's pieces: the composed 2x2 max-pool and the conditional prior network p_φ(z^r | c)
 // forward and forward + backward, then one training step (L_MI forward, backward, Adam) of the
 // task's CPU model (SynthLips 3x32x32, L = 4, K = 4, width 64, batch 16) with and without L_i, so
-// the cost of the tracked inverse pass shows apart.
+// the cost of the tracked inverse pass shows apart, and one AF-MI fine-tuning step (afmi's CPU
+// batch: 1 clip of 8 frames, plus its 8 query frames and 8 pasted ones).
 // `deno bench -A --no-check bench/mi_bench.ts`
 import { sync } from "../src/gpu/encoder.ts";
 import { ConditionPrior, maxPool2x2, MiFlow, type MiFlowConfig } from "../src/models/mi.ts";
+import { MiHybrid } from "../src/models/mi_hybrid.ts";
 import { ParamStore } from "../src/nn/store.ts";
 import { Adam } from "../src/ops/adam.ts";
 import { sum } from "../src/ops/reduce.ts";
@@ -93,6 +95,34 @@ for (const li of [false, true]) {
   );
   await sync();
   adam.release();
+  mi.release();
+  s.release();
+}
+
+{
+  const T = 8;
+  const s = new ParamStore(5);
+  const mi = new MiFlow(s.scope(), { ...cpu, words: 32 });
+  const xs = Tensor.constant(rng.uniformArray(T * 3072, -0.5, 0.5), [T, 3, 32, 32], "xs");
+  const xq = Tensor.constant(rng.uniformArray(T * 3072, -0.5, 0.5), [T, 3, 32, 32], "xq");
+  mi.glow.initialize(xs);
+  const hybrid = new MiHybrid(mi, 0.5);
+  const adam = new Adam(s.groups(), { lr: 1e-4 });
+  const noise = new Rng(6);
+  const step = () => {
+    const { total } = hybrid.losses(
+      xs,
+      { noise: (n) => noise.normalArray(n), words: { frames: T, labels: [3] } },
+      { frames: T, shift: 3, query: xq, queryFrames: [5] },
+    );
+    backward(total, { params: adam.params });
+    adam.step();
+  };
+  const t = await measure(step, { reps: 2, trials: 3, warmup: 1 });
+  console.log(rateLine(`afmi step L_MI + L_y + β L_AF^H [1 clip x ${T}] L4 K4 w64`, t, {}));
+  await sync();
+  adam.release();
+  hybrid.release();
   mi.release();
   s.release();
 }
