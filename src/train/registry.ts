@@ -3,6 +3,7 @@ import { aeTask } from "./ae_task.ts";
 import { afTask } from "./af_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
+import { afmiTask, miTask } from "./mi_task.ts";
 import type { Task } from "./task.ts";
 import { vaeTask } from "./vae_task.ts";
 
@@ -13,4 +14,6 @@ export const tasks: Record<string, Task> = {
   funs: funsTask,
   vae: vaeTask,
   af: afTask,
+  mi: miTask,
+  afmi: afmiTask,
 };
