@@ -1,58 +1,98 @@
 // Small dense matrices (the C x C weights of invertible 1x1 convolutions, C <= a few hundred):
-// one invocation per matrix runs Gauss-Jordan elimination with partial pivoting, giving W^-1 and
-// log|det W|. The work is C^3 flops once per parameter update, so simplicity beats parallelism.
-// The backward of W^-1 (dW = -W^-T G W^-T) is two per-element matrix products, C flops each.
+// Gauss-Jordan elimination with partial pivoting on [W | I] gives W^-1 and log|det W| (the sum
+// of log|pivot|). The backward of W^-1 (dW = -W^-T G W^-T) is two per-element matrix products.
+//
+// Why the elimination is split the way it is: Mesa's LLVM compiler (lavapipe, llvmpipe) stops
+// every loop of an invocation once that invocation has taken 65,535 loop iterations in all (its
+// loop limiter, LP_MAX_TGSI_LOOP_ITERATIONS), silently. One invocation running the whole
+// elimination (~C^3 iterations) returned a wrong inverse from C = 39 on. So one workgroup per
+// matrix eliminates with one thread per column of [W | I] (C + 1 iterations per pivot), and the
+// host splits the C pivot steps over as many dispatches as keep every invocation's total under a
+// few thousand iterations (linalg.ts). A thread owns its columns for the whole elimination, so
+// the only barrier is one per pivot step; workgroup memory is not used (16 KiB would cap C).
 
-struct La { b: u32, c: u32 }
+struct La { b: u32, c: u32, k0: u32, k1: u32 }
 @group(0) @binding(0) var<uniform> la: La;
 @group(0) @binding(1) var<storage, read> w_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w_inv: array<f32>;
-@group(0) @binding(4) var<storage, read_write> logabsdet: array<f32>;
+// Per matrix, two slots (pivot steps alternate) of C + 1 words: column k of the eliminated
+// matrix before its row swap, then the pivot row index (bitcast u32).
+@group(0) @binding(4) var<storage, read_write> pivots: array<f32>;
+@group(0) @binding(5) var<storage, read_write> logabsdet: array<f32>;
 
-@compute @workgroup_size(1)
-fn inverse_logdet(@builtin(workgroup_id) wid: vec3u) {
+// Element (i, j) of [W | I] as it is eliminated: W's columns in scratch, I's in w_inv.
+fn aug_get(base: u32, i: u32, j: u32) -> f32 {
+  if (j < la.c) { return scratch[base + i * la.c + j]; }
+  return w_inv[base + i * la.c + j - la.c];
+}
+
+fn aug_set(base: u32, i: u32, j: u32, v: f32) {
+  if (j < la.c) {
+    scratch[base + i * la.c + j] = v;
+  } else {
+    w_inv[base + i * la.c + j - la.c] = v;
+  }
+}
+
+// Run by the thread that owns column k, once that column is final for step k: the pivot (first
+// largest |a[i][k]| for i >= k, as the single-invocation version chose it), the column's factors
+// into the step's slot, and log|pivot| added to the log-det in pivot order.
+fn choose_pivot(m: u32, base: u32, k: u32) {
+  let c = la.c;
+  let s = m * 2u * (c + 1u) + (k % 2u) * (c + 1u);
+  var p = k;
+  var best = -1.0;
+  for (var i = 0u; i < c; i++) {
+    let v = scratch[base + i * c + k];
+    pivots[s + i] = v;
+    if (i >= k && abs(v) > best) {
+      best = abs(v);
+      p = i;
+    }
+  }
+  pivots[s + c] = bitcast<f32>(p);
+  logabsdet[m] = select(logabsdet[m], 0.0, k == 0u) + log(best);
+}
+
+// Pivot steps k0 <= k < k1 of every matrix (one workgroup each); step 0 first loads [W | I].
+@compute @workgroup_size(WG)
+fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
   let m = wid.x;
-  if (m >= la.b) { return; }
   let c = la.c;
   let base = m * c * c;
-  for (var i = 0u; i < c * c; i++) {
-    scratch[base + i] = w_in[base + i];
-    w_inv[base + i] = select(0.0, 1.0, i / c == i % c);
-  }
-  var ld = 0.0;
-  for (var k = 0u; k < c; k++) {
-    var piv = k;
-    for (var i = k + 1u; i < c; i++) {
-      if (abs(scratch[base + i * c + k]) > abs(scratch[base + piv * c + k])) { piv = i; }
-    }
-    if (piv != k) {
-      for (var j = 0u; j < c; j++) {
-        let a = scratch[base + k * c + j];
-        scratch[base + k * c + j] = scratch[base + piv * c + j];
-        scratch[base + piv * c + j] = a;
-        let b = w_inv[base + k * c + j];
-        w_inv[base + k * c + j] = w_inv[base + piv * c + j];
-        w_inv[base + piv * c + j] = b;
+  if (la.k0 == 0u) {
+    for (var j = t; j < 2u * c; j += WG) {
+      for (var i = 0u; i < c; i++) {
+        if (j < c) {
+          scratch[base + i * c + j] = w_in[base + i * c + j];
+        } else {
+          w_inv[base + i * c + j - c] = select(0.0, 1.0, i == j - c);
+        }
       }
     }
-    let d = scratch[base + k * c + k];
-    ld += log(abs(d));
-    for (var j = 0u; j < c; j++) {
-      scratch[base + k * c + j] /= d;
-      w_inv[base + k * c + j] /= d;
-    }
-    for (var i = 0u; i < c; i++) {
-      if (i == k) { continue; }
-      let f = scratch[base + i * c + k];
-      if (f == 0.0) { continue; }
-      for (var j = 0u; j < c; j++) {
-        scratch[base + i * c + j] -= f * scratch[base + k * c + j];
-        w_inv[base + i * c + j] -= f * w_inv[base + k * c + j];
+    if (t == 0u) { choose_pivot(m, base, 0u); }
+  }
+  for (var k = la.k0; k < la.k1; k++) {
+    // The previous step's columns and this step's pivot slot, written by other threads.
+    storageBarrier();
+    let s = m * 2u * (c + 1u) + (k % 2u) * (c + 1u);
+    let p = bitcast<u32>(pivots[s + c]);
+    let d = pivots[s + p];
+    for (var j = t; j < 2u * c; j += WG) {
+      // Swap rows k and p, divide row k by the pivot, subtract it from every other row: row i
+      // of the swapped matrix is row r of the stored one.
+      let pv = aug_get(base, p, j) / d;
+      for (var i = 0u; i < c; i++) {
+        if (i != k) {
+          let r = select(i, k, i == p);
+          aug_set(base, i, j, aug_get(base, r, j) - pivots[s + r] * pv);
+        }
       }
+      aug_set(base, k, j, pv);
+      if (j == k + 1u && j < c) { choose_pivot(m, base, k + 1u); }
     }
   }
-  logabsdet[m] = ld;
 }
 
 // d log|det W| / dW = W^-T, times the upstream gradient of each matrix's log-det.

@@ -12,8 +12,29 @@ const INVERSE_LOGDET = kernel(FILE, "inverse_logdet", {
   w: "@1 read w_in",
   scratch: "@2 read_write scratch",
   inv: "@3 read_write w_inv",
-  logabsdet: "@4 read_write logabsdet",
+  pivots: "@4 read_write pivots",
+  logabsdet: "@5 read_write logabsdet",
 });
+
+// Loop iterations one invocation of inverse_logdet may take per dispatch. Mesa's LLVM compiler
+// (lavapipe, llvmpipe) silently ends every loop of an invocation after 65,535 iterations in all;
+// this leaves a wide margin for what its loop bookkeeping counts beyond ours.
+const LOOP_BUDGET = 4096;
+
+/**
+ * Workgroup size and pivot steps per dispatch of inverse_logdet for C x C matrices: one thread
+ * per column of [W | I] up to 256, and as many steps as keep each thread under LOOP_BUDGET.
+ */
+export function eliminationPlan(c: number): { wg: number; steps: number; dispatches: number } {
+  const wg = Math.min(256, Math.max(32, Math.ceil((2 * c) / 32) * 32));
+  const cols = Math.ceil((2 * c) / wg); // columns per thread
+  // Loading [W | I] and the first pivot search, then per step: the step loop, each column's
+  // row loop, and the pivot search of the thread that owns the next pivot column.
+  const load = cols * (c + 1) + c;
+  const perStep = 1 + cols * (c + 1) + c;
+  const steps = Math.max(1, Math.floor((LOOP_BUDGET - load) / perStep));
+  return { wg, steps, dispatches: Math.ceil(c / steps) };
+}
 const LOGDET_BACKWARD = kernel(FILE, "logdet_backward", {
   params: "@0 uniform la",
   inv: "@1 read g_inv",
@@ -53,8 +74,18 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
   const inv = Tensor.empty(w.shape, "inverse");
   const logabsdet = Tensor.empty([b], "logabsdet");
   const scratch = Tensor.empty(w.shape, "scratch");
-  INVERSE_LOGDET.run({ w, scratch, inv, logabsdet }, { params: [b, c], groups: [b] });
+  const pivots = Tensor.empty([b, 2, c + 1], "pivots");
+  // Pivot steps in consecutive dispatches of one encoder: no readback, no extra submit.
+  const { wg, steps } = eliminationPlan(c);
+  for (let k0 = 0; k0 < c; k0 += steps) {
+    INVERSE_LOGDET.run({ w, scratch, inv, pivots, logabsdet }, {
+      params: [b, c, k0, Math.min(c, k0 + steps)],
+      constants: { WG: wg },
+      groups: [b],
+    });
+  }
   scratch.release();
+  pivots.release();
   record(inv, [w], (g) => {
     const t = Tensor.empty(w.shape, "inverse'.t");
     INVERSE_BACKWARD_T.run({ inv, g, t }, { params: [b, c], threads: w.size });
