@@ -9,7 +9,7 @@ import "./setup.ts";
 import { assertClose, gradcheck, randn } from "./gradcheck.ts";
 import { bruteLogdet } from "./flowcheck.ts";
 import { ConditionPrior, maxPool2x2, MiFlow, type MiFlowConfig } from "../src/models/mi.ts";
-import { WordRnn } from "../src/models/mi_word.ts";
+import { WordRnn } from "../src/models/af.ts";
 import { clipCentroid, featherMask, MiHybrid } from "../src/models/mi_hybrid.ts";
 import { ParamStore } from "../src/nn/store.ts";
 import { concatChannels, reshape } from "../src/ops/shape.ts";
@@ -321,11 +321,11 @@ Deno.test("wordRnn: logits and L_y vs an f64 RNN; gradcheck w.r.t. features and 
   const { loss, last } = noGrad(() => rnn.loss(ut, T, labels));
   const [ly, lg, ll] = await Tensor.readAll([loss, noGrad(() => rnn.logits(ut, T)), last]);
   const [wi, bi, wh, wo, bo] = await Tensor.readAll([
-    rnn.inp.w,
-    rnn.inp.b!,
-    rnn.hh.w,
-    rnn.out.w,
-    rnn.out.b!,
+    rnn.input.w,
+    rnn.input.b!,
+    rnn.recurrent,
+    rnn.output.w,
+    rnn.output.b!,
   ]);
   let ce = 0;
   for (let b = 0; b < B; b++) {
@@ -446,19 +446,19 @@ Deno.test("mi: bad configurations and inputs are refused with clear errors", asy
   );
   assert.throws(
     () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 3, labels: [0] } }),
-    /^Error: flowgpu: wordRnn: 4 frames are not whole clips of 3 frames/,
+    /^Error: flowgpu: af: word classifier input \[4, 96\] is not \[clips x 3 frames, 96\]/,
   );
   assert.throws(
     () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 2, labels: [0, 3] } }),
-    /^Error: flowgpu: wordRnn: word label 3 \(clip 1\) is not in \[0, 3\)/,
+    /^Error: flowgpu: af: word label 3 \(clip 1\) is not an integer in \[0, 3\)/,
   );
   assert.throws(
     () => mw.losses(x4, { noise: fixedNoise(1), words: { frames: 2, labels: [0] } }),
-    /^Error: flowgpu: wordRnn: 1 word labels for 2 clips/,
+    /^Error: flowgpu: af: 1 word labels for 2 clips/,
   );
   assert.throws(
     () => mw.word!.logits(Tensor.from(new Float32Array(8), [2, 4]), 1),
-    /^Error: flowgpu: wordRnn: features \[2, 4\] are not \[B·T, 96\]/,
+    /^Error: flowgpu: af: word classifier input \[2, 4\] is not \[clips x 1 frames, 96\]/,
   );
   clearTape();
   mw.release();

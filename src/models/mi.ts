@@ -24,7 +24,7 @@ import { noGrad } from "../ops/tape.ts";
 import { fmtShape, Tensor } from "../ops/tensor.ts";
 import { Glow } from "./glow.ts";
 import type { InverseOptions } from "./flow.ts";
-import { WordRnn } from "./mi_word.ts";
+import { WordRnn } from "./af.ts";
 
 /** A box of pixel rows top..bottom and columns left..right, inclusive, 0-based. */
 export interface ConditionBox {
