@@ -1,96 +1,146 @@
 // Small dense matrices (the C x C weights of invertible 1x1 convolutions, C <= a few hundred):
-// Gauss-Jordan elimination with partial pivoting on [W | I] gives W^-1 and log|det W| (the sum
-// of log|pivot|). The backward of W^-1 (dW = -W^-T G W^-T) is two per-element matrix products.
+// in-place Gauss-Jordan elimination with partial pivoting gives W^-1 and log|det W| (the sum of
+// log|pivot|). The backward of W^-1 (dW = -W^-T G W^-T) is two per-element matrix products.
 //
 // Why the elimination is split the way it is: Mesa's LLVM compiler (lavapipe, llvmpipe) stops
 // every loop of an invocation once that invocation has taken 65,535 loop iterations in all (its
-// loop limiter, LP_MAX_TGSI_LOOP_ITERATIONS), silently. One invocation running the whole
-// elimination (~C^3 iterations) returned a wrong inverse from C = 39 on. So one workgroup per
-// matrix eliminates with one thread per column of [W | I] (C + 1 iterations per pivot), and the
-// host splits the C pivot steps over as many dispatches as keep every invocation's total under a
-// few thousand iterations (linalg.ts). A thread owns its columns for the whole elimination, so
-// the only barrier is one per pivot step; workgroup memory is not used (16 KiB would cap C).
+// loop limiter), silently. One invocation running the whole elimination (~C^3 iterations)
+// returned a wrong inverse from C = 39 on. So one workgroup per matrix eliminates with one
+// thread per 4 columns (C + 2 loop iterations per pivot step), and the host splits the C steps
+// over as many dispatches as keep every invocation's total to a few thousand (linalg.ts). A
+// thread owns its columns for the whole elimination, so the only barrier is one per step; the
+// matrix lives in storage, not workgroup memory (16 KiB would cap C).
+//
+// In place: step k swaps rows k and p_k, divides row k by the pivot and subtracts it from the
+// other rows, with column k taken as the unit vector e_k, so that column k becomes column k of
+// the inverse. Undoing the row swaps as column swaps, last first, leaves W^-1 (half the work of
+// eliminating [W | I]).
 
 struct La { b: u32, c: u32, k0: u32, k1: u32 }
 @group(0) @binding(0) var<uniform> la: La;
 @group(0) @binding(1) var<storage, read> w_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
+// The matrix being inverted, per matrix C rows of ceil(C / 4) vec4s.
+@group(0) @binding(2) var<storage, read_write> aug: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> w_inv: array<f32>;
-// Per matrix, two slots (pivot steps alternate) of C + 1 words: column k of the eliminated
-// matrix before its row swap, then the pivot row index (bitcast u32).
+// Per matrix 3C + 2 words: two slots (pivot steps alternate) of C + 1 words, column k as it is
+// before step k then the step's pivot row p_k (bitcast u32), then every p_k (bitcast u32).
 @group(0) @binding(4) var<storage, read_write> pivots: array<f32>;
 @group(0) @binding(5) var<storage, read_write> logabsdet: array<f32>;
 
-// Element (i, j) of [W | I] as it is eliminated: W's columns in scratch, I's in w_inv.
-fn aug_get(base: u32, i: u32, j: u32) -> f32 {
-  if (j < la.c) { return scratch[base + i * la.c + j]; }
-  return w_inv[base + i * la.c + j - la.c];
+fn row_at(m: u32, i: u32) -> u32 {
+  return (m * la.c + i) * ((la.c + 3u) / 4u);
 }
 
-fn aug_set(base: u32, i: u32, j: u32, v: f32) {
-  if (j < la.c) {
-    scratch[base + i * la.c + j] = v;
-  } else {
-    w_inv[base + i * la.c + j - la.c] = v;
-  }
+fn slot_at(m: u32, k: u32) -> u32 {
+  return m * (3u * la.c + 2u) + (k % 2u) * (la.c + 1u);
 }
 
-// Run by the thread that owns column k, once that column is final for step k: the pivot (first
-// largest |a[i][k]| for i >= k, as the single-invocation version chose it), the column's factors
-// into the step's slot, and log|pivot| added to the log-det in pivot order.
-fn choose_pivot(m: u32, base: u32, k: u32) {
-  let c = la.c;
-  let s = m * 2u * (c + 1u) + (k % 2u) * (c + 1u);
-  var p = k;
-  var best = -1.0;
-  for (var i = 0u; i < c; i++) {
-    let v = scratch[base + i * c + k];
-    pivots[s + i] = v;
-    if (i >= k && abs(v) > best) {
-      best = abs(v);
-      p = i;
-    }
-  }
-  pivots[s + c] = bitcast<f32>(p);
-  logabsdet[m] = select(logabsdet[m], 0.0, k == 0u) + log(best);
+fn swaps_at(m: u32) -> u32 {
+  return m * (3u * la.c + 2u) + 2u * (la.c + 1u);
 }
 
-// Pivot steps k0 <= k < k1 of every matrix (one workgroup each); step 0 first loads [W | I].
+fn load_at(m: u32, i: u32, j: u32) -> f32 {
+  if (j >= la.c) { return 0.0; }
+  return w_in[(m * la.c + i) * la.c + j];
+}
+
+fn store_at(m: u32, i: u32, j: u32, dst: u32, v: f32) {
+  if (j < la.c) { w_inv[(m * la.c + i) * la.c + dst] = v; }
+}
+
+// Steps k0 <= k < k1 of every matrix (one workgroup each): the first dispatch loads W and
+// chooses the first pivot, the last writes W^-1. The thread that owns column k + 1 chooses the
+// next pivot (the first largest |a[i][k + 1]|, i > k) as it updates that column, and adds
+// log|pivot| to the log-det, in pivot order.
 @compute @workgroup_size(WG)
 fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
   let m = wid.x;
   let c = la.c;
-  let base = m * c * c;
+  let nq = (c + 3u) / 4u;
   if (la.k0 == 0u) {
-    for (var j = t; j < 2u * c; j += WG) {
+    let s = slot_at(m, 0u);
+    var best = -1.0;
+    var bp = 0u;
+    for (var q = t; q < nq; q += WG) {
       for (var i = 0u; i < c; i++) {
-        if (j < c) {
-          scratch[base + i * c + j] = w_in[base + i * c + j];
-        } else {
-          w_inv[base + i * c + j - c] = select(0.0, 1.0, i == j - c);
+        let j = 4u * q;
+        let v = vec4f(load_at(m, i, j), load_at(m, i, j + 1u), load_at(m, i, j + 2u),
+          load_at(m, i, j + 3u));
+        aug[row_at(m, i) + q] = v;
+        if (q == 0u) {
+          pivots[s + i] = v.x;
+          if (abs(v.x) > best) {
+            best = abs(v.x);
+            bp = i;
+          }
         }
       }
     }
-    if (t == 0u) { choose_pivot(m, base, 0u); }
+    if (t == 0u) {
+      pivots[s + c] = bitcast<f32>(bp);
+      pivots[swaps_at(m)] = bitcast<f32>(bp);
+      logabsdet[m] = log(best);
+    }
   }
   for (var k = la.k0; k < la.k1; k++) {
-    // The previous step's columns and this step's pivot slot, written by other threads.
+    // The previous step's columns and this step's pivot, written by other threads.
     storageBarrier();
-    let s = m * 2u * (c + 1u) + (k % 2u) * (c + 1u);
+    let s = slot_at(m, k);
     let p = bitcast<u32>(pivots[s + c]);
     let d = pivots[s + p];
-    for (var j = t; j < 2u * c; j += WG) {
-      // Swap rows k and p, divide row k by the pivot, subtract it from every other row: row i
-      // of the swapped matrix is row r of the stored one.
-      let pv = aug_get(base, p, j) / d;
+    let s1 = slot_at(m, k + 1u);
+    for (var q = t; q < nq; q += WG) {
+      // Row i of the swapped matrix is row r of the stored one; column k reads as e_k.
+      let has_k = q == k / 4u;
+      let next = q == (k + 1u) / 4u && k + 1u < c;
+      var piv_row = aug[row_at(m, p) + q];
+      if (has_k) { piv_row[k % 4u] = 1.0; }
+      let pv = piv_row / d;
+      var best = -1.0;
+      var bp = k + 1u;
       for (var i = 0u; i < c; i++) {
         if (i != k) {
           let r = select(i, k, i == p);
-          aug_set(base, i, j, aug_get(base, r, j) - pivots[s + r] * pv);
+          var old = aug[row_at(m, r) + q];
+          if (has_k) { old[k % 4u] = 0.0; }
+          let v = old - pivots[s + r] * pv;
+          aug[row_at(m, i) + q] = v;
+          if (next) {
+            let x = v[(k + 1u) % 4u];
+            pivots[s1 + i] = x;
+            if (i > k && abs(x) > best) {
+              best = abs(x);
+              bp = i;
+            }
+          }
         }
       }
-      aug_set(base, k, j, pv);
-      if (j == k + 1u && j < c) { choose_pivot(m, base, k + 1u); }
+      aug[row_at(m, k) + q] = pv;
+      if (next) {
+        pivots[s1 + k] = pv[(k + 1u) % 4u];
+        pivots[s1 + c] = bitcast<f32>(bp);
+        pivots[swaps_at(m) + k + 1u] = bitcast<f32>(bp);
+        logabsdet[m] += log(best);
+      }
+    }
+  }
+  if (la.k1 == c) {
+    // Every p_k is known (the last one was chosen before the last step's barrier). Column j of
+    // the eliminated matrix is column dst of W^-1 after swapping columns k and p_k, k = C-1..0.
+    for (var q = t; q < nq; q += WG) {
+      var dst = vec4u(4u * q) + vec4u(0u, 1u, 2u, 3u);
+      for (var k = c; k > 0u; k--) {
+        let pk = vec4u(bitcast<u32>(pivots[swaps_at(m) + k - 1u]));
+        let kk = vec4u(k - 1u);
+        dst = select(select(dst, kk, dst == pk), pk, dst == kk);
+      }
+      for (var i = 0u; i < c; i++) {
+        let v = aug[row_at(m, i) + q];
+        store_at(m, i, 4u * q, dst.x, v.x);
+        store_at(m, i, 4u * q + 1u, dst.y, v.y);
+        store_at(m, i, 4u * q + 2u, dst.z, v.z);
+        store_at(m, i, 4u * q + 3u, dst.w, v.w);
+      }
     }
   }
 }

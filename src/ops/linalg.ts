@@ -10,7 +10,7 @@ const FILE = "linalg.wgsl";
 const INVERSE_LOGDET = kernel(FILE, "inverse_logdet", {
   params: "@0 uniform la",
   w: "@1 read w_in",
-  scratch: "@2 read_write scratch",
+  aug: "@2 read_write aug",
   inv: "@3 read_write w_inv",
   pivots: "@4 read_write pivots",
   logabsdet: "@5 read_write logabsdet",
@@ -23,16 +23,19 @@ const LOOP_BUDGET = 4096;
 
 /**
  * Workgroup size and pivot steps per dispatch of inverse_logdet for C x C matrices: one thread
- * per column of [W | I] up to 256, and as many steps as keep each thread under LOOP_BUDGET.
+ * per 4 columns up to 256 threads, and as many steps as keep each thread within LOOP_BUDGET loop
+ * iterations.
  */
 export function eliminationPlan(c: number): { wg: number; steps: number; dispatches: number } {
-  const wg = Math.min(256, Math.max(32, Math.ceil((2 * c) / 32) * 32));
-  const cols = Math.ceil((2 * c) / wg); // columns per thread
-  // Loading [W | I] and the first pivot search, then per step: the step loop, each column's
-  // row loop, and the pivot search of the thread that owns the next pivot column.
-  const load = cols * (c + 1) + c;
-  const perStep = 1 + cols * (c + 1) + c;
-  const steps = Math.max(1, Math.floor((LOOP_BUDGET - load) / perStep));
+  const nq = Math.ceil(c / 4); // vec4 columns
+  const wg = Math.min(256, Math.max(32, Math.ceil(nq / 32) * 32));
+  const cols = Math.ceil(nq / wg); // vec4 columns per thread
+  // Loading W (with the first pivot search) and writing W^-1 (the column swaps, then the rows)
+  // in the first and last dispatches, and per step the step loop and each column's row loop.
+  const load = cols * (c + 1);
+  const store = cols * (2 * c + 2);
+  const perStep = 1 + cols * (c + 1);
+  const steps = Math.max(1, Math.floor((LOOP_BUDGET - load - store) / perStep));
   return { wg, steps, dispatches: Math.ceil(c / steps) };
 }
 const LOGDET_BACKWARD = kernel(FILE, "logdet_backward", {
@@ -73,18 +76,18 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
   const [b, c] = dims(w, "inverseLogdet");
   const inv = Tensor.empty(w.shape, "inverse");
   const logabsdet = Tensor.empty([b], "logabsdet");
-  const scratch = Tensor.empty(w.shape, "scratch");
-  const pivots = Tensor.empty([b, 2, c + 1], "pivots");
+  const aug = Tensor.empty([b, c, 4 * Math.ceil(c / 4)], "W eliminated");
+  const pivots = Tensor.empty([b, 3 * c + 2], "pivots");
   // Pivot steps in consecutive dispatches of one encoder: no readback, no extra submit.
   const { wg, steps } = eliminationPlan(c);
   for (let k0 = 0; k0 < c; k0 += steps) {
-    INVERSE_LOGDET.run({ w, scratch, inv, pivots, logabsdet }, {
+    INVERSE_LOGDET.run({ w, aug, inv, pivots, logabsdet }, {
       params: [b, c, k0, Math.min(c, k0 + steps)],
       constants: { WG: wg },
       groups: [b],
     });
   }
-  scratch.release();
+  aug.release();
   pivots.release();
   record(inv, [w], (g) => {
     const t = Tensor.empty(w.shape, "inverse'.t");
