@@ -17,27 +17,30 @@ const INVERSE_LOGDET = kernel(FILE, "inverse_logdet", {
 });
 
 // Loop iterations one invocation of inverse_logdet may take per dispatch. Mesa's LLVM compiler
-// (lavapipe, llvmpipe) silently ends every loop of an invocation after 65,535 iterations in all;
-// this leaves a wide margin for what its loop bookkeeping counts beyond ours.
+// (lavapipe, llvmpipe) silently ends every loop of an invocation once it has counted 65,535
+// passes in all, a loop costing its trips plus one (the exit test; measured), while loops of a
+// constant trip count are unrolled and cost nothing. This leaves a 16x margin.
 const LOOP_BUDGET = 4096;
 
 /**
  * Workgroup size and pivot steps per dispatch of inverse_logdet for C x C matrices: one thread
- * per 4 columns up to 256 threads, and as many steps as keep each thread within LOOP_BUDGET loop
- * iterations.
+ * per 4 columns up to 256 threads, and as many steps as keep each thread within LOOP_BUDGET
+ * loop passes.
  */
 export function eliminationPlan(c: number): { wg: number; steps: number; dispatches: number } {
   const nq = Math.ceil(c / 4); // vec4 columns
   const wg = Math.min(256, Math.max(32, Math.ceil(nq / 32) * 32));
   const cols = Math.ceil(nq / wg); // vec4 columns per thread
-  // Loading W (with the first pivot search) and writing W^-1 (the column swaps, then the rows)
-  // in the first and last dispatches, and per step the step loop and each column's row loop.
-  const load = cols * (c + 1);
-  const store = cols * (2 * c + 2);
-  const perStep = 1 + cols * (c + 1);
-  const steps = Math.max(1, Math.floor((LOOP_BUDGET - load - store) / perStep));
+  // Passes of the shader's loops: loading W (a row loop per column), writing W^-1 (the column
+  // swaps and a row loop per column), the step loop's exit, and per step its own pass, the
+  // column loop and a row loop per column.
+  const load = cols * (c + 2) + 1;
+  const store = cols * (2 * c + 4) + 1;
+  const perStep = 2 + cols * (c + 2);
+  const steps = Math.max(1, Math.floor((LOOP_BUDGET - 1 - load - store) / perStep));
   return { wg, steps, dispatches: Math.ceil(c / steps) };
 }
+
 const LOGDET_BACKWARD = kernel(FILE, "logdet_backward", {
   params: "@0 uniform la",
   inv: "@1 read g_inv",
