@@ -30,10 +30,11 @@ for (const [b, c] of [[1, 12], [1, 48], [1, 96], [4, 96]]) {
     else clearTape();
     w.zeroGrad();
   };
-  // Gauss-Jordan: C pivot steps over C rows and 2C columns.
-  const flop = b * 2 * c * c * 2 * c;
+  // In-place Gauss-Jordan: C pivot steps, each a multiply-add on every element of a C x C matrix.
+  const flop = b * 2 * c ** 3;
   const shape = `[${w.shape}]`;
-  const plan = `${eliminationPlan(c).dispatches} dispatches`;
+  const d = eliminationPlan(c).dispatches;
+  const plan = `${d} dispatch${d === 1 ? "" : "es"}`;
   const t = await measure(once(false), { reps: REPS, trials: 3, warmup: 2 });
   console.log(rateLine(`inverseLogdet ${shape} fwd (${plan})`, t, { flop }));
   const tb = await measure(once(true), { reps: REPS, trials: 3, warmup: 2 });
