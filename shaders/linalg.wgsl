@@ -20,7 +20,7 @@ struct La { b: u32, c: u32, k0: u32, k1: u32 }
 @group(0) @binding(0) var<uniform> la: La;
 @group(0) @binding(1) var<storage, read> w_in: array<f32>;
 // The matrix being inverted, per matrix C rows of ceil(C / 4) vec4s.
-@group(0) @binding(2) var<storage, read_write> aug: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> elim: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> w_inv: array<f32>;
 // Per matrix 3C + 2 words: two slots (pivot steps alternate) of C + 1 words, column k as it is
 // before step k then the step's pivot row p_k (bitcast u32), then every p_k (bitcast u32).
@@ -66,7 +66,7 @@ fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
         let j = 4u * q;
         let v = vec4f(load_at(m, i, j), load_at(m, i, j + 1u), load_at(m, i, j + 2u),
           load_at(m, i, j + 3u));
-        aug[row_at(m, i) + q] = v;
+        elim[row_at(m, i) + q] = v;
         if (q == 0u) {
           pivots[s + i] = v.x;
           if (abs(v.x) > best) {
@@ -93,7 +93,7 @@ fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
       // Row i of the swapped matrix is row r of the stored one; column k reads as e_k.
       let has_k = q == k / 4u;
       let next = q == (k + 1u) / 4u && k + 1u < c;
-      var piv_row = aug[row_at(m, p) + q];
+      var piv_row = elim[row_at(m, p) + q];
       if (has_k) { piv_row[k % 4u] = 1.0; }
       let pv = piv_row / d;
       var best = -1.0;
@@ -101,10 +101,10 @@ fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
       for (var i = 0u; i < c; i++) {
         if (i != k) {
           let r = select(i, k, i == p);
-          var old = aug[row_at(m, r) + q];
+          var old = elim[row_at(m, r) + q];
           if (has_k) { old[k % 4u] = 0.0; }
           let v = old - pivots[s + r] * pv;
-          aug[row_at(m, i) + q] = v;
+          elim[row_at(m, i) + q] = v;
           if (next) {
             let x = v[(k + 1u) % 4u];
             pivots[s1 + i] = x;
@@ -115,7 +115,7 @@ fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
           }
         }
       }
-      aug[row_at(m, k) + q] = pv;
+      elim[row_at(m, k) + q] = pv;
       if (next) {
         pivots[s1 + k] = pv[(k + 1u) % 4u];
         pivots[s1 + c] = bitcast<f32>(bp);
@@ -135,7 +135,7 @@ fn inverse_logdet(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
         dst = select(select(dst, kk, dst == pk), pk, dst == kk);
       }
       for (var i = 0u; i < c; i++) {
-        let v = aug[row_at(m, i) + q];
+        let v = elim[row_at(m, i) + q];
         store_at(m, i, 4u * q, dst.x, v.x);
         store_at(m, i, 4u * q + 1u, dst.y, v.y);
         store_at(m, i, 4u * q + 2u, dst.z, v.z);

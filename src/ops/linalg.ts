@@ -10,7 +10,7 @@ const FILE = "linalg.wgsl";
 const INVERSE_LOGDET = kernel(FILE, "inverse_logdet", {
   params: "@0 uniform la",
   w: "@1 read w_in",
-  aug: "@2 read_write aug",
+  elim: "@2 read_write elim",
   inv: "@3 read_write w_inv",
   pivots: "@4 read_write pivots",
   logabsdet: "@5 read_write logabsdet",
@@ -79,18 +79,18 @@ export function inverseLogdet(w: Tensor): { inv: Tensor; logabsdet: Tensor } {
   const [b, c] = dims(w, "inverseLogdet");
   const inv = Tensor.empty(w.shape, "inverse");
   const logabsdet = Tensor.empty([b], "logabsdet");
-  const aug = Tensor.empty([b, c, 4 * Math.ceil(c / 4)], "W eliminated");
+  const elim = Tensor.empty([b, c, 4 * Math.ceil(c / 4)], "W eliminated");
   const pivots = Tensor.empty([b, 3 * c + 2], "pivots");
   // Pivot steps in consecutive dispatches of one encoder: no readback, no extra submit.
   const { wg, steps } = eliminationPlan(c);
   for (let k0 = 0; k0 < c; k0 += steps) {
-    INVERSE_LOGDET.run({ w, aug, inv, pivots, logabsdet }, {
+    INVERSE_LOGDET.run({ w, elim, inv, pivots, logabsdet }, {
       params: [b, c, k0, Math.min(c, k0 + steps)],
       constants: { WG: wg },
       groups: [b],
     });
   }
-  aug.release();
+  elim.release();
   pivots.release();
   record(inv, [w], (g) => {
     const t = Tensor.empty(w.shape, "inverse'.t");
