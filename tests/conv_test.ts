@@ -284,3 +284,28 @@ Deno.test("conv2d: shape errors name the shapes", () => {
   );
   clearTape();
 });
+
+Deno.test("conv2d weight gradient: rows split under the per-invocation loop budget still sum to the whole batch", async () => {
+  // 128 -> 64 channels gives 1024 lanes, so one invocation would walk all 700 x 4 = 2800 rows of
+  // 3 passes; the budget (8192 passes) splits them in two parts. (Mesa's real limit, 65,535,
+  // cannot be reached here: the padded input would pass lavapipe's 128 MiB binding limit first.)
+  const [n, c, o, h] = [700, 128, 64, 4];
+  const x = randu(n * c * h * h, 81, -1, 1), g = randu(n * o * h * h, 82, -1, 1);
+  const w: Shape = [o, c, 3, 3];
+  const dw = (lo: number, hi: number) =>
+    conv2dBackwardWeight(
+      Tensor.from(g.subarray(lo * o * h * h, hi * o * h * h), [hi - lo, o, h, h]),
+      Tensor.from(x.subarray(lo * c * h * h, hi * c * h * h), [hi - lo, c, h, h]),
+      w,
+      { padding: 1 },
+    ).read();
+  const whole = await dw(0, n), a = await dw(0, n / 2), b = await dw(n / 2, n);
+  let scale = 0;
+  for (const v of whole) scale = Math.max(scale, Math.abs(v));
+  assertClose(whole, Array.from(a, (v, i) => v + b[i]), {
+    rtol: 1e-5,
+    atol: 1e-5 * scale,
+    label: "dw(batch) = dw(first half) + dw(second half)",
+  });
+  clearTape();
+});

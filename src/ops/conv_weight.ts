@@ -113,7 +113,14 @@ export function conv2dBackwardWeight(
   }
   const rows = geo.n * geo.ho;
   const want = Math.ceil(WGRAD_TARGET / plan.lanes);
-  const rpc = Math.ceil(rows / Math.max(1, Math.min(rows, want, MAX_GROUPS)));
+  // Mesa's LLVM backend stops one invocation's loops after 65,535 passes (measured, see
+  // linalg.ts): an invocation walks rpc rows of wq + 2 loop passes each, so rpc is capped to
+  // stay 8x under that whatever the batch.
+  const capRows = Math.max(1, Math.floor(8192 / (plan.wq + 2)));
+  const rpc = Math.min(
+    capRows,
+    Math.ceil(rows / Math.max(1, Math.min(rows, want, MAX_GROUPS))),
+  );
   const parts = Math.ceil(rows / rpc);
   const part = Tensor.empty(parts === 1 ? wShape : [parts, ...wShape], "conv2d dw");
   const params = [geo.c, plan.cs, plan.hs, plan.ws / 4, plan.gp, geo.ho, plan.gw / 4, plan.wq];
