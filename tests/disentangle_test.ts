@@ -652,3 +652,22 @@ Deno.test("equalMassBuckets: equal counts, order kept, ties never split; feeds M
   const r = mutualInformation({ mu: code, dim: 1, noise: MIG_NOISE.labeled }, [b]);
   close(r.info[0], 1, 0.01, "bucketed copy");
 });
+
+Deno.test("posteriorEntropiesGpu: refuses more codes than one invocation may loop over; migGpu then uses the CPU", async () => {
+  const { MAX_GPU_CODES } = await import("../src/eval/disentangle_gpu.ts");
+  const n = MAX_GPU_CODES + 1;
+  const mu = Float64Array.from({ length: n }, (_, i) => (i % 2) + 0.01 * Math.sin(i));
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 2);
+  const f = [indexFactor(labels)];
+  await assert.rejects(
+    () => posteriorEntropiesGpu({ mu, noise: 0.05, dim: 1 }, f, new Uint32Array([0, 1]), [0, 0]),
+    /60001 codes, more than the 60000 one invocation may loop over/,
+  );
+  // The factor is copied into the code: the CPU path behind migGpu finds it.
+  const r = await migGpu(
+    [{ name: "z", mu, sigma: new Float64Array(n).fill(0.05), dim: 1 }],
+    [{ name: "parity", labels, encoder: "z" }],
+    { samples: 200, seed: 3 },
+  );
+  assert.ok(r.encoders[0].info.info[0] > 0.9, `Î ${r.encoders[0].info.info[0]}`);
+});

@@ -17,6 +17,7 @@ import {
   planMig,
   type PosteriorCode,
   type PosteriorEntropies,
+  posteriorEntropies,
   scoreMig,
 } from "./disentangle.ts";
 
@@ -30,6 +31,11 @@ const LSE = kernel("disentangle.wgsl", "mig_logsumexp", {
 });
 
 const MAX_FACTORS = 8, MAX_VALUES = 0x10000, STRIDE = 9;
+/**
+ * Codes one invocation loops over: Mesa's LLVM backend stops a single invocation's loops after
+ * 65,535 passes (see linalg.ts), so more codes than this go to the CPU estimator instead.
+ */
+export const MAX_GPU_CODES = 60000;
 const LOG_2PI = Math.log(2 * Math.PI);
 /** The kernel's flag for a subset sum that underflowed in f32. */
 const UNDERFLOW = -1e37;
@@ -68,6 +74,12 @@ export async function posteriorEntropiesGpu(
   if (!Number.isInteger(n) || n < 1 || eps.length !== m * dim) {
     throw new Error(
       `flowgpu: posteriorEntropiesGpu: ${mu.length} means, ${eps.length} eps do not fit ${m} samples x ${dim}`,
+    );
+  }
+  if (n > MAX_GPU_CODES) {
+    throw new Error(
+      `flowgpu: posteriorEntropiesGpu: ${n} codes, more than the ${MAX_GPU_CODES} one invocation ` +
+        `may loop over (use the CPU posteriorEntropies)`,
     );
   }
   for (const f of factors) {
@@ -207,8 +219,11 @@ export async function migGpu(
   const plan = planMig(encoders, factors, opts);
   const entropies: PosteriorEntropies[] = [];
   for (let j = 0; j < plan.codes.length; j++) {
+    const code = plan.codes[j], n = code.mu.length / code.dim;
     entropies.push(
-      await posteriorEntropiesGpu(plan.codes[j], plan.factors, plan.source, plan.eps[j]),
+      n > MAX_GPU_CODES
+        ? posteriorEntropies(code, plan.factors, plan.source, plan.eps[j])
+        : await posteriorEntropiesGpu(code, plan.factors, plan.source, plan.eps[j]),
     );
   }
   return scoreMig(plan, entropies);
