@@ -10,7 +10,8 @@ import { assertClose, gradcheck, randn } from "./gradcheck.ts";
 import { bruteLogdet } from "./flowcheck.ts";
 import { ConditionPrior, maxPool2x2, MiFlow, type MiFlowConfig } from "../src/models/mi.ts";
 import { WordRnn } from "../src/models/af.ts";
-import { clipCentroid, featherMask, MiHybrid } from "../src/models/mi_hybrid.ts";
+import { featherMask, MiHybrid } from "../src/models/mi_hybrid.ts";
+import { clipMean } from "../src/models/af.ts";
 import { ParamStore } from "../src/nn/store.ts";
 import { concatChannels, reshape } from "../src/ops/shape.ts";
 import { clearTape, noGrad } from "../src/ops/tape.ts";
@@ -544,7 +545,7 @@ Deno.test("afmi: L_s, L_p, L_t on the MI split equal their definitions; total = 
   close(af[0], src[0] + tgt[0] + pair[0], "L_AF^H");
   close(total[0], miTotal[0] + 0.5 * af[0], "L_MI + β L_AF^H");
   // The centroid op: every row of a clip holds the clip's mean.
-  const zc = await clipCentroid(Tensor.from(zi, [rows, d]), T).read();
+  const zc = await clipMean(Tensor.from(zi, [rows, d]), T).read();
   for (let r = 0; r < rows; r++) close(zc[r * d + 5], centroid(zi, r, 5), `centroid row ${r}`);
   clearTape();
   xs.release();

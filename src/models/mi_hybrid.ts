@@ -14,9 +14,8 @@
 import { add, mul, scale, sub } from "../ops/elementwise.ts";
 import { mse } from "../ops/divergence.ts";
 import { gatherBatch } from "../ops/gather.ts";
-import { matmul } from "../ops/matmul.ts";
-import { reshape } from "../ops/shape.ts";
 import { fmtShape, Tensor } from "../ops/tensor.ts";
+import { clipMean } from "./af.ts";
 import type { ConditionBox, MiFlow, MiLosses, MiLossOptions } from "./mi.ts";
 
 /** Which AF terms enter L_AF^H. */
@@ -75,18 +74,6 @@ export function featherMask(
   const m = new Float32Array(channels * size * size);
   for (let c = 0; c < channels; c++) m.set(plane, c * size * size);
   return m;
-}
-
-/**
- * Each row of z [B·T, ...] replaced by the mean of its clip's T rows (the centroid), as two small
- * products: (1/T)·1ᵀ over a clip, then 1 back over its frames.
- */
-export function clipCentroid(z: Tensor, frames: number): Tensor {
-  const rows = z.shape[0], b = rows / frames, d = z.size / rows;
-  const avg = Tensor.from(new Float32Array(frames).fill(1 / frames), [1, frames]);
-  const ones = Tensor.from(new Float32Array(frames).fill(1), [frames, 1]);
-  const centroid = matmul(avg, reshape(z, [b, frames, d])); // [B, 1, D]
-  return reshape(matmul(ones, centroid), [...z.shape]);
 }
 
 /** An MI flow fine-tuned with L_MI + β L_AF^H (see the file comment). */
@@ -167,7 +154,7 @@ export class MiHybrid {
     const mi = this.mi.losses(x, o);
     const zi = mi.zi;
     const out: Partial<HybridLosses> = {};
-    if (w.source) out.source = mse(zi, clipCentroid(zi, T));
+    if (w.source) out.source = mse(zi, clipMean(zi, T));
     if (w.pair) {
       const partner = Array.from({ length: rows }, (_, r) => r - (r % T) + ((r % T) + b.shift) % T);
       out.pair = mse(gatherBatch(zi, partner), zi);
@@ -176,7 +163,7 @@ export class MiHybrid {
       const pasted = this.paste(x, b.query!, b.queryFrames!, T);
       const ziT = this.mi.glow.flow(pasted).latents.at(-1)!;
       const ziQ = this.mi.glow.flow(b.query!).latents.at(-1)!;
-      out.target = mse(ziT, clipCentroid(ziQ, T));
+      out.target = mse(ziT, clipMean(ziQ, T));
     }
     if (w.word) {
       if (!mi.y) throw new Error("flowgpu: afmi: L_y needs the batch's words (o.words)");
