@@ -1,6 +1,7 @@
 // Every trainable model, by its --model name: adding a model is one line here.
 import { aeTask } from "./ae_task.ts";
 import { afTask } from "./af_task.ts";
+import { cmivaeTask } from "./cmivae_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
 import { afmiTask, miTask } from "./mi_task.ts";
@@ -16,4 +17,5 @@ export const tasks: Record<string, Task> = {
   af: afTask,
   mi: miTask,
   afmi: afmiTask,
+  cmivae: cmivaeTask,
 };
