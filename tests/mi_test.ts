@@ -666,14 +666,14 @@ Deno.test("mi task: trainer steps on SynthLips 32x32 give finite, falling loss; 
   assert.ok(last.bpd < first.bpd, `bpd fell: ${first.bpd} -> ${last.bpd}`);
   assert.ok(first.bpd < 5.5 && first.bpd > 1, `bits/dim of 5-bit images: ${first.bpd}`);
   const e = await model.evaluate({ final: true });
-  for (const k of ["test_bpd", "self_psnr", "cross_psnr", "self_ssim", "cross_ssim"]) {
+  for (const k of ["test_bpd", "self_psnr", "cross_unseen_psnr", "self_ssim", "cross_ood_ssim"]) {
     assert.ok(Number.isFinite(e.metrics[k] as number), `${k} = ${e.metrics[k]}`);
   }
   assert.ok(
     (e.metrics.inverse_rel_error as number) < 1e-4,
     `round trip ${e.metrics.inverse_rel_error}`,
   );
-  const png = e.images!.reenactment;
+  const png = e.images!.reenact_unseen;
   assert.deepEqual([...png.subarray(1, 4)], [80, 78, 71], "a PNG strip");
   m.release();
   s.release();

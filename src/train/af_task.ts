@@ -8,10 +8,12 @@
 //
 // Every step draws its frames, clips, query and noise from hash(seed, step), so a resumed run sees
 // exactly what it would have. Stage 2 encodes clean frames (no dequantisation noise, §2.4 [C]).
-// The evaluation here is a quick one for progress: test bits/dim, the AF losses and word
+// Evaluation: progress evaluations (--eval-every) are quick: test bits/dim, the AF losses and word
 // accuracy on unseen identities, and a one-k self-reenactment and cross-identity PSNR for the AF
-// factorisation and for the plain-Glow split (A16: top latent = z^i); the full Table I protocol
-// (seeds of k, SSIM, OOD, ± std) is not here.
+// factorisation and for the plain-Glow split (A16: top latent = z^i). The final one (and `deno
+// task evaluate`) runs the shared Table I protocol of src/eval/reenact.ts on the run's own
+// factorisation (AF once its stage ran; the Glow split for --stage glow, the Glow baseline), plus
+// test bits/dim, the AF losses, word accuracy and the run's training time.
 import { join } from "node:path";
 import { hash3 } from "../data/labelled.ts";
 import {
@@ -22,6 +24,14 @@ import {
   type SynthLipsSplit,
   toFlowInput,
 } from "../data/synthlips.ts";
+import {
+  clipStrip,
+  decodeEach,
+  modelPsnr,
+  reenactmentProtocol,
+  type Reenactor,
+  runTimes,
+} from "../eval/reenact.ts";
 import { AfFlow, type AfLossSwitches, ALL_AF_LOSSES } from "../models/af.ts";
 import { ParamStore } from "../nn/store.ts";
 import { add } from "../ops/elementwise.ts";
@@ -31,7 +41,6 @@ import { clearTape, noGrad } from "../ops/tape.ts";
 import { Tensor } from "../ops/tensor.ts";
 import { Rng } from "../util/rng.ts";
 import { checkConfigMatches, loadCheckpoint } from "./checkpoint.ts";
-import { imageGrid } from "./png.ts";
 import { CHECKPOINT } from "./run_dir.ts";
 import { FORMAT } from "./state.ts";
 import {
@@ -111,7 +120,18 @@ const flags = {
   nuisance: { default: true, help: "head jitter, brightness jitter and blinks in clips" },
   initBatch: { default: 64, min: 1, help: "frames for the data-dependent actnorm init" },
   evalFrames: { default: 128, min: 1, help: "test frames for bits/dim" },
-  evalClips: { default: 8, gpu: 100, min: 1, help: "test clips for the AF losses and PSNRs" },
+  evalClips: {
+    default: 8,
+    gpu: 100,
+    min: 1,
+    help: "test clips of the evaluation (the AF losses and the Table I protocol)",
+  },
+  evalSeeds: {
+    default: 3,
+    gpu: 5,
+    min: 1,
+    help: "final evaluation: draws of the frame k (and of the cross-identity queries) per clip",
+  },
 };
 
 /** The AF task's config: trainer flags and its own. */
@@ -139,23 +159,12 @@ export interface ClipPair {
 
 /** Quick-evaluation figures of a set of clip pairs (means over clips). */
 interface ClipFigures {
-  glowSelf: number;
-  glowCross: number;
+  glowSelf?: number;
+  glowCross?: number;
   afSelf?: number;
   afCross?: number;
   losses?: Record<string, number>;
   wordAccuracy?: number;
-}
-
-/** PSNR (dB, data range 1) of model-space images (x in [-0.5, 0.5]); x̂ clamped first. */
-export function psnr(xhat: ArrayLike<number>, x: ArrayLike<number>): number {
-  let se = 0;
-  for (let i = 0; i < x.length; i++) {
-    // A non-finite value (a diverged inverse) counts as the largest possible error.
-    const e = Number.isFinite(xhat[i]) ? Math.min(0.5, Math.max(-0.5, xhat[i])) - x[i] : 1;
-    se += e * e;
-  }
-  return 10 * Math.log10(x.length / se);
 }
 
 /** AF flow on SynthLips, as the trainer drives it. */
@@ -399,30 +408,31 @@ export class AfModel implements Model {
     return zs.map((z, l) => l < top ? z : gatherBatch(zq[top], new Array(n).fill(k)));
   }
 
-  /** Quick figures over `pairs` (see the file comment). */
-  async clipFigures(pairs: ClipPair[], withAf: boolean): Promise<ClipFigures> {
+  /**
+   * Quick figures over `pairs` (see the file comment): the AF losses and word accuracy (once the
+   * AF stage ran) and, with `psnrs`, one-k self and cross PSNRs of both factorisations.
+   */
+  async clipFigures(pairs: ClipPair[], withAf: boolean, psnrs = true): Promise<ClipFigures> {
     const sums: Record<string, number> = {};
     const addTo = (k: string, v: number) => (sums[k] = (sums[k] ?? 0) + v);
     const d = this.#dim;
     // Every loss this model has, whatever the training switches: the ablations compare on all.
     const which = { ...ALL_AF_LOSSES, word: !!this.af.classifier };
     const terms = TERMS.filter(([k]) => which[k]);
+    const modes: ("glow" | "af")[] = !psnrs ? [] : withAf ? ["glow", "af"] : ["glow"];
     for (const [j, p] of pairs.entries()) {
       const kSelf = hash3(this.cfg.dataSeed, j, 77) % N;
-      const cross = toFlowInput(this.data.renderCross(p.source, p.query, p.k));
       const xs = this.clipInput([p.source]);
       const xsData = await xs.read();
       const out = await noGrad(async () => {
         const zs = this.af.glow.encode(xs);
         const zq = this.af.glow.encode(this.clipInput([p.query]));
-        const decoded: Tensor[] = [
-          this.af.glow.decode(this.reenactLatents(zs, zs, kSelf, "glow")),
-          this.af.glow.decode(this.reenactLatents(zs, zq, p.k, "glow")),
-        ];
+        const decoded = modes.flatMap((m) => [
+          this.af.glow.decode(this.reenactLatents(zs, zs, kSelf, m)),
+          this.af.glow.decode(this.reenactLatents(zs, zq, p.k, m)),
+        ]);
         const scalars: Tensor[] = [];
         if (withAf) {
-          decoded.push(this.af.glow.decode(this.reenactLatents(zs, zs, kSelf, "af")));
-          decoded.push(this.af.glow.decode(this.reenactLatents(zs, zq, p.k, "af")));
           const l = this.af.losses({
             source: zs,
             frames: N,
@@ -437,29 +447,22 @@ export class AfModel implements Model {
         return await Tensor.readAll([...decoded, ...scalars]);
       });
       clearTape();
-      const self = (img: Float32Array) => {
-        let s = 0;
-        for (let n = 0; n < N; n++) {
-          if (n === kSelf) continue;
-          s += psnr(img.subarray(n * d, (n + 1) * d), xsData.subarray(n * d, (n + 1) * d));
-        }
-        return s / (N - 1);
-      };
-      const crossPsnr = (img: Float32Array) => {
-        let s = 0;
-        for (let n = 0; n < N; n++) {
-          s += psnr(img.subarray(n * d, (n + 1) * d), cross.subarray(n * d, (n + 1) * d));
-        }
-        return s / N;
-      };
-      addTo("glowSelf", self(out[0]));
-      addTo("glowCross", crossPsnr(out[1]));
+      const frame = (a: Float32Array, n: number) => a.subarray(n * d, (n + 1) * d);
+      if (psnrs) {
+        const cross = toFlowInput(this.data.renderCross(p.source, p.query, p.k));
+        const frames = Array.from({ length: N }, (_, n) => n);
+        const mean = (img: Float32Array, ref: Float32Array, ns: number[]) =>
+          ns.reduce((s, n) => s + modelPsnr(frame(img, n), frame(ref, n)), 0) / ns.length;
+        modes.forEach((m, i) => {
+          addTo(`${m}Self`, mean(out[2 * i], xsData, frames.filter((n) => n !== kSelf)));
+          addTo(`${m}Cross`, mean(out[2 * i + 1], cross, frames));
+        });
+      }
       if (withAf) {
-        addTo("afSelf", self(out[2]));
-        addTo("afCross", crossPsnr(out[3]));
-        terms.forEach(([, name], i) => addTo(name, out[4 + i][0]));
+        const at = 2 * modes.length;
+        terms.forEach(([, name], i) => addTo(name, out[at + i][0]));
         if (this.af.classifier) {
-          const logits = out[4 + terms.length];
+          const logits = out[at + terms.length];
           let best = 0;
           logits.forEach((v, c) => (best = v > logits[best] ? c : best));
           addTo("word", best === p.source.word ? 1 : 0);
@@ -467,10 +470,16 @@ export class AfModel implements Model {
       }
     }
     const mean = (k: string) => sums[k] / pairs.length;
-    const fig: ClipFigures = { glowSelf: mean("glowSelf"), glowCross: mean("glowCross") };
+    const fig: ClipFigures = {};
+    if (psnrs) {
+      fig.glowSelf = mean("glowSelf");
+      fig.glowCross = mean("glowCross");
+    }
     if (withAf) {
-      fig.afSelf = mean("afSelf");
-      fig.afCross = mean("afCross");
+      if (psnrs) {
+        fig.afSelf = mean("afSelf");
+        fig.afCross = mean("afCross");
+      }
       fig.losses = Object.fromEntries(
         Object.keys(sums).filter((k) => k.startsWith("l_")).map((k) => [k, mean(k)]),
       );
@@ -488,59 +497,77 @@ export class AfModel implements Model {
     return this.#mode === "evaluate" || !this.glowStage(this.#step);
   }
 
+  /**
+   * The reenactment route of src/eval/reenact.ts: "af" (§2.5) once the AF stage ran, else the
+   * Glow split (A16), or the one `mode` names.
+   */
+  reenactor(mode: "af" | "glow" = this.afTrained ? "af" : "glow"): Reenactor {
+    const s = this.cfg.size, d = this.#dim, glow = this.af.glow;
+    return {
+      method: mode,
+      set: this.data,
+      input: (pixels) => toFlowInput(pixels),
+      reenact: async (source, identities) => {
+        const n = source.length / d, m = identities.length / d;
+        const zs = glow.encode(Tensor.from(source, [n, 3, s, s]));
+        const zq = glow.encode(Tensor.from(identities, [m, 3, s, s]));
+        return await decodeEach(
+          m,
+          [...zs, ...zq],
+          (j) => glow.decode(this.reenactLatents(zs, zq, j, mode)),
+        );
+      },
+    };
+  }
+
   async evaluate({ final }: { final: boolean }): Promise<Evaluation> {
     const metrics: Record<string, number | string> = {
       test_bpd: await this.testBpd(this.cfg.evalFrames),
     };
     const withAf = this.afTrained;
-    const f = await this.clipFigures(this.evalPairs(this.cfg.evalClips), withAf);
-    metrics.test_glow_self_psnr = f.glowSelf;
-    metrics.test_glow_cross_psnr = f.glowCross;
+    // The final evaluation takes its PSNRs from the protocol: here only the AF losses, if any.
+    const f = final && !withAf
+      ? {}
+      : await this.clipFigures(this.evalPairs(this.cfg.evalClips), withAf, !final);
+    if (!final) {
+      metrics.test_glow_self_psnr = f.glowSelf!;
+      metrics.test_glow_cross_psnr = f.glowCross!;
+      if (withAf) {
+        metrics.test_af_self_psnr = f.afSelf!;
+        metrics.test_af_cross_psnr = f.afCross!;
+      }
+    }
     if (withAf) {
-      metrics.test_af_self_psnr = f.afSelf!;
-      metrics.test_af_cross_psnr = f.afCross!;
       for (const [k, v] of Object.entries(f.losses!)) metrics[`test_${k}`] = v;
       if (f.wordAccuracy !== undefined) metrics.test_word_acc = f.wordAccuracy;
     }
     metrics.eval_clips = this.cfg.evalClips;
     if (!final) return { metrics };
-    return { metrics, images: { reenactment: await this.reenactmentStrip() } };
+    const p = await reenactmentProtocol(this.reenactor(), {
+      clips: this.cfg.evalClips,
+      seeds: this.cfg.evalSeeds,
+    });
+    Object.assign(metrics, p.metrics, { gamma: 2 ** -(this.cfg.levels - 1) });
+    const from = this.cfg.stage === "af" ? this.cfg.glowFrom : undefined;
+    Object.assign(metrics, runTimes(this.cfg.out, this.examplesPerStep, from));
+    return { metrics, images: p.images };
   }
 
   /**
-   * One test pair as a grid of 9 columns (the query frame, then source frames 0, 4, ..., 28):
+   * One test pair as a strip of 9 columns (the query frame, then source frames 0, 4, ..., 28):
    * rows source, rendered cross-identity ground truth, the Glow split's reenactment, and (once
    * the AF stage ran) AF's.
    */
   async reenactmentStrip(): Promise<Uint8Array> {
-    const p = this.evalPairs(1)[0], d = this.#dim, s = this.cfg.size;
-    const cols = [0, 4, 8, 12, 16, 20, 24, 28];
+    const p = this.evalPairs(1)[0], d = this.#dim;
     const src = toFlowInput(this.data.renderClip(p.source));
     const gt = toFlowInput(this.data.renderCross(p.source, p.query, p.k));
     const q = toFlowInput(this.data.renderClip(p.query)).subarray(p.k * d, (p.k + 1) * d);
-    const withAf = this.afTrained;
-    const decoded = await noGrad(async () => {
-      const zs = this.af.glow.encode(Tensor.from(src, [N, 3, s, s]));
-      const zq = this.af.glow.encode(Tensor.from(toFlowInput(this.data.renderClip(p.query)), [
-        N,
-        3,
-        s,
-        s,
-      ]));
-      const modes: ("glow" | "af")[] = withAf ? ["glow", "af"] : ["glow"];
-      return await Tensor.readAll(
-        modes.map((m) => this.af.glow.decode(this.reenactLatents(zs, zq, p.k, m))),
-      );
-    });
-    clearTape();
-    const rows = [src, gt, ...decoded];
-    const px = new Float32Array(rows.length * (cols.length + 1) * d);
-    rows.forEach((r, i) => {
-      const at = i * (cols.length + 1);
-      px.set(q, at * d);
-      cols.forEach((n, c) => px.set(r.subarray(n * d, (n + 1) * d), (at + 1 + c) * d));
-    });
-    return await imageGrid(px, px.length / d, 3, s, s, cols.length + 1, { range: [-0.5, 0.5] });
+    const modes: ("glow" | "af")[] = this.afTrained ? ["glow", "af"] : ["glow"];
+    const decoded: Float32Array[] = [];
+    for (const m of modes) decoded.push(...await this.reenactor(m).reenact(src, q));
+    const rows = [src, gt, ...decoded].map((clip) => ({ lead: q, clip }));
+    return await clipStrip(this.cfg.size, rows, [0, 4, 8, 12, 16, 20, 24, 28]);
   }
 
   async preview(): Promise<Record<string, Uint8Array>> {

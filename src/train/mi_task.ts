@@ -4,10 +4,10 @@
 // clip-major) so that the word classifier sees sequences. Every step renders its frames on the
 // CPU (5-bit, x = floor(u8 / 8) / 32 − 1/2), dequantises them with U(0, 1/32) and uploads them.
 //
-// Evaluation on unseen test identities: conditional NLL (bits/dim), and reenactment PSNR/SSIM by
-// the G1 route (z^r inferred from the source frame): self-reenactment (§6.2: z^i of one random
-// frame k of the clip, z^r of every other frame n, against x_n) and cross-identity (z^i of frame
-// k of another identity's clip, z^r of the source's frames, against the rendered ground truth).
+// Evaluation on unseen test identities: conditional NLL (bits/dim); the final one (and `deno task
+// evaluate`) adds the shared Table I protocol of src/eval/reenact.ts by the G1 route (z^r inferred
+// from the source frames, z^i of the identity frame), the inverse's round-trip error, word
+// accuracy with --word-loss and the run's training time (an afmi run's includes its MI run's).
 import { hash3 } from "../data/labelled.ts";
 import {
   type SynthLips,
@@ -17,16 +17,22 @@ import {
   type SynthLipsClip,
   type SynthLipsSplit,
 } from "../data/synthlips.ts";
-import { ssim } from "../eval/ssim.ts";
+import {
+  decodeEach,
+  protocolClips,
+  reenactmentProtocol,
+  type Reenactor,
+  runTimes,
+} from "../eval/reenact.ts";
 import { MiFlow, type MiLosses } from "../models/mi.ts";
 import { MiHybrid } from "../models/mi_hybrid.ts";
 import { ParamStore } from "../nn/store.ts";
+import { gatherBatch } from "../ops/gather.ts";
 import { reshape } from "../ops/shape.ts";
 import { clearTape, noGrad } from "../ops/tape.ts";
 import { Tensor } from "../ops/tensor.ts";
 import { Rng } from "../util/rng.ts";
 import { checkConfigMatches, loadCheckpoint } from "./checkpoint.ts";
-import { imageGrid } from "./png.ts";
 import { type Config, defineTask, type Evaluation, type Model, type Terms } from "./task.ts";
 
 const flags = {
@@ -64,7 +70,13 @@ const flags = {
   logos: { default: true, help: "MNIST shirt logos on half the identities (--no-logos)" },
   dataSeed: { default: 1, help: "seed of the SynthLips set" },
   initBatch: { default: 64, min: 1, help: "frames for the data-dependent actnorm init" },
-  evalClips: { default: 16, gpu: 100, min: 1, help: "test clips for the evaluation" },
+  evalClips: { default: 8, gpu: 100, min: 1, help: "test clips for the evaluation" },
+  evalSeeds: {
+    default: 3,
+    gpu: 5,
+    min: 1,
+    help: "final evaluation: draws of the frame k (and of the cross-identity queries) per clip",
+  },
 };
 
 /** The AF-MI hybrid's own flags (§4.1): β, the MI run it starts from, the AF term switches. */
@@ -90,14 +102,6 @@ interface FrameBatch {
   noisy: Float32Array;
   clean: Float32Array;
   n: number;
-}
-
-const psnr = (mse: number) => 10 * Math.log10(1 / Math.max(mse, 1e-12));
-
-/** Mean and (population) standard deviation. */
-function meanStd(v: number[]): [number, number] {
-  const m = v.reduce((a, b) => a + b, 0) / v.length;
-  return [m, Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length)];
 }
 
 export class MiModel implements Model {
@@ -332,8 +336,7 @@ export class MiModel implements Model {
 
   /** Test clips for evaluations: `evalClips` spread evenly over the test split. */
   evalClipList(): SynthLipsClip[] {
-    const count = this.set.clipCount("test"), n = Math.min(this.cfg.evalClips, count);
-    return Array.from({ length: n }, (_, j) => this.set.clipAt("test", Math.floor(j * count / n)));
+    return protocolClips(this.set, Math.min(this.cfg.evalClips, this.set.clipCount("test")));
   }
 
   /** The clip's frames (rendered with its noise) as clean model inputs. */
@@ -368,96 +371,25 @@ export class MiModel implements Model {
     return err / scale;
   }
 
-  /** f⁻¹(z^i of `query` frame k, tiled, with z^r of every `source` frame): [29, 3, S, S]. */
-  async reenact(source: Float32Array, query: Float32Array, k: number): Promise<Float32Array> {
-    const N = SYNTHLIPS_FRAMES, d = source.length / N;
-    // encode and decode record nothing.
-    const zi = await this.mi.encode(this.#tensor(query.slice(k * d, (k + 1) * d), 1)).zi.read();
-    const { zr } = this.mi.encode(this.#tensor(source, N));
-    const tiled = new Float32Array(N * zi.length);
-    for (let n = 0; n < N; n++) tiled.set(zi, n * zi.length);
-    const top = this.mi.glow.latentShapes[this.cfg.levels - 1];
-    const out = await this.mi.decode(Tensor.from(tiled, [N, ...top]), zr).read();
-    clearTape();
-    return out;
-  }
-
-  /**
-   * Self- and cross-identity reenactment over the eval clips (see the file comment): PSNR (dB,
-   * images on [0, 1]) and SSIM per frame, mean and std, and strips of the first clip.
-   */
-  async reenactment(): Promise<{ metrics: Record<string, number>; strip: Uint8Array }> {
-    const clips = this.evalClipList(), N = SYNTHLIPS_FRAMES, S = this.set.size;
-    const d = 3 * S * S, ids = this.set.identityCount("test");
-    const rng = new Rng(4321);
-    const selfP: number[] = [], selfS: number[] = [], crossP: number[] = [], crossS: number[] = [];
-    let strip: Float32Array[] = [];
-    for (const [j, src] of clips.entries()) {
-      const xs = this.#clipFrames(src);
-      // Self: z^i of frame k, z^r of frame n != k (n = k is an exact round trip).
-      const k = rng.int(N);
-      const self = await this.reenact(xs, xs, k);
-      const keep = Array.from({ length: N }, (_, n) => n).filter((n) => n !== k);
-      this.#score(self, xs, keep, selfP, selfS);
-      // Cross: a clip of the next identity, a random word and frame k.
-      const qid = (src.identity + 1 + rng.int(Math.max(1, ids - 1))) % ids;
-      const query = this.set.clip("test", qid, rng.int(this.set.vocab.length));
-      const kq = rng.int(N);
-      const xq = this.#clipFrames(query);
-      const cross = await this.reenact(xs, xq, kq);
-      const gt = this.#fromPixels(this.set.renderCross(src, query, kq), N).clean;
-      this.#score(cross, gt, Array.from({ length: N }, (_, n) => n), crossP, crossS);
-      if (j === 0) strip = [xs, xq.slice(kq * d, (kq + 1) * d), cross, gt, self];
-    }
-    const metrics: Record<string, number> = {};
-    const put = (name: string, v: number[]) => {
-      const [m, s] = meanStd(v);
-      metrics[name] = m;
-      metrics[`${name}_std`] = s;
+  /** The G1 reenactment route for src/eval/reenact.ts: z^i of the identity frame, z^r of each frame. */
+  reenactor(): Reenactor {
+    const S = this.set.size, d = 3 * S * S;
+    return {
+      method: "mi",
+      set: this.set,
+      input: (pixels) => this.#fromPixels(pixels, pixels.length / d).clean,
+      reenact: async (source, identities) => {
+        const n = source.length / d, m = identities.length / d;
+        const { zr } = this.mi.encode(this.#tensor(source, n));
+        const { zi } = this.mi.encode(this.#tensor(identities, m));
+        const tile = (j: number) => new Array(n).fill(j);
+        return await decodeEach(
+          m,
+          [...zr, zi],
+          (j) => this.mi.decode(gatherBatch(zi, tile(j)), zr),
+        );
+      },
     };
-    put("self_psnr", selfP);
-    put("self_ssim", selfS);
-    put("cross_psnr", crossP);
-    put("cross_ssim", crossS);
-    metrics.eval_clips = clips.length;
-    return { metrics, strip: await this.#strip(strip) };
-  }
-
-  /** PSNR and SSIM of frames `keep` of x against ref (model inputs, [−1/2, 1/2]). */
-  #score(x: Float32Array, ref: Float32Array, keep: number[], p: number[], s: number[]): void {
-    const S = this.set.size, d = 3 * S * S;
-    const a = new Float32Array(keep.length * d), b = new Float32Array(keep.length * d);
-    keep.forEach((n, i) => {
-      for (let e = 0; e < d; e++) {
-        a[i * d + e] = Math.min(1, Math.max(0, x[n * d + e] + 0.5));
-        b[i * d + e] = ref[n * d + e] + 0.5;
-      }
-      let se = 0;
-      for (let e = 0; e < d; e++) se += (a[i * d + e] - b[i * d + e]) ** 2;
-      p.push(psnr(se / d));
-    });
-    for (const v of ssim(a, b, [keep.length, 3, S, S])) s.push(v);
-  }
-
-  /**
-   * Rows: the source clip, then the query frame k, the cross-identity reenactment, its rendered
-   * ground truth and the self-reenactment, every 4th frame.
-   */
-  #strip(parts: Float32Array[]): Promise<Uint8Array> {
-    const S = this.set.size, d = 3 * S * S;
-    const cols = Array.from({ length: Math.ceil(SYNTHLIPS_FRAMES / 4) }, (_, i) => 4 * i);
-    const [xs, q, cross, gt, self] = parts;
-    const rows = [xs, null, cross, gt, self];
-    const out = new Float32Array(rows.length * cols.length * d);
-    rows.forEach((r, i) => {
-      cols.forEach((n, j) => {
-        const src = r ? r.subarray(n * d, (n + 1) * d) : q;
-        out.set(src, (i * cols.length + j) * d);
-      });
-    });
-    return imageGrid(out, rows.length * cols.length, 3, S, S, cols.length, {
-      range: [-0.5, 0.5],
-    });
   }
 
   /** Word accuracy of the classifier's last-frame logits on the eval clips (with --word-loss). */
@@ -477,18 +409,25 @@ export class MiModel implements Model {
     return right / clips.length;
   }
 
+  /** Strips of the protocol's first test clip: self-reenactment and an unseen identity. */
   async preview() {
-    return { reenactment: (await this.reenactment()).strip };
+    const r = this.reenactor();
+    const opts = { clips: 1, seeds: 1, cross: ["unseen" as const], stripClips: 1 };
+    return (await reenactmentProtocol(r, opts)).images;
   }
 
   async evaluate({ final }: { final: boolean }): Promise<Evaluation> {
-    const metrics: Record<string, number> = { test_bpd: await this.testBpd() };
+    const metrics: Record<string, number | string> = { test_bpd: await this.testBpd() };
     if (!final) return { metrics };
     metrics.inverse_rel_error = await this.roundTripError();
-    const r = await this.reenactment();
-    Object.assign(metrics, r.metrics);
+    const p = await reenactmentProtocol(this.reenactor(), {
+      clips: this.cfg.evalClips,
+      seeds: this.cfg.evalSeeds,
+    });
+    Object.assign(metrics, p.metrics, { gamma: 2 ** -(this.cfg.levels - 1) });
     if (this.mi.word) metrics.word_top1 = await this.wordAccuracy();
-    return { metrics, images: { reenactment: r.strip } };
+    Object.assign(metrics, runTimes(this.cfg.out, this.examplesPerStep, this.cfg.initFrom));
+    return { metrics, images: p.images };
   }
 
   release(): void {
