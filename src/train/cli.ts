@@ -65,11 +65,35 @@ export async function evaluate(args: string[]): Promise<void> {
 
 Evaluates the run in DIR (its config.json names the model and its flags; its checkpoint holds
 the parameters) and writes DIR/eval.json and DIR/eval/*.png. Flags after --out override the
-run's own (for example a smaller --eval-limit).`);
+run's own (for example a smaller --eval-limit). For af, mi and afmi runs eval.json holds the
+Table I protocol (src/eval/reenact.ts: --eval-clips test clips, --eval-seeds draws of the frame
+k); \`deno task table --runs DIR,...\` gathers several runs into one table.`);
     return;
   }
   const out = peek(args, "out");
   if (!out) throw new Error("flowgpu: evaluate needs --out DIR (a run folder)");
+  const { task, dir, session: s } = await openRun(out, args, { lock: true });
+  try {
+    const e = await s.model.evaluate({ final: true });
+    writeEval(dir, s, e.metrics, e.images);
+    console.log(`${task.name} at step ${s.step}: ${fmtMetrics(e.metrics)}`);
+    console.log(`wrote ${dir.file("eval.json")}`);
+  } finally {
+    s.release();
+    dir.unlock();
+  }
+}
+
+/**
+ * The run in folder `out` built as it was trained (its config.json: model and flags; `args`
+ * override flags) with its checkpoint loaded, on an initialised GPU. `lock` holds the folder
+ * (release the session and unlock the folder when done).
+ */
+export async function openRun(
+  out: string,
+  args: string[],
+  o: { lock: boolean },
+): Promise<{ task: Task; cfg: AnyConfig; dir: RunDir; session: Session }> {
   let saved: Record<string, unknown>;
   try {
     saved = JSON.parse(Deno.readTextFileSync(join(out, "config.json")));
@@ -81,22 +105,26 @@ run's own (for example a smaller --eval-limit).`);
   const task = taskNamed(String(saved.model));
   const table = trainerTable(task.trainer);
   const { values, given } = parseFlags(args, [table, task.flags], String(saved.preset ?? "cpu"));
-  const all = { ...defaults(table, "cpu"), ...defaults(task.flags, "cpu"), ...saved };
+  const all: Record<string, unknown> = {
+    ...defaults(table, "cpu"),
+    ...defaults(task.flags, "cpu"),
+    ...saved,
+    out,
+  };
   for (const k of given) all[k] = values[k];
   const cfg = all as AnyConfig;
   await initGpu({ verbose: cfg.verbose });
   const dir = new RunDir(out);
-  dir.lock();
-  const s = new Session(task, cfg, await task.build(cfg, "evaluate"));
+  if (o.lock) dir.lock();
+  let s: Session | undefined;
   try {
+    s = new Session(task, cfg, await task.build(cfg, "evaluate"));
     s.load(dir.file("checkpoint.safetensors"));
-    const e = await s.model.evaluate({ final: true });
-    writeEval(dir, s, e.metrics, e.images);
-    console.log(`${task.name} at step ${s.step}: ${fmtMetrics(e.metrics)}`);
-    console.log(`wrote ${dir.file("eval.json")}`);
-  } finally {
-    s.release();
+    return { task, cfg, dir, session: s };
+  } catch (e) {
+    s?.release();
     dir.unlock();
+    throw e;
   }
 }
 
