@@ -47,6 +47,11 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Clip the global gradient norm to this value (0 or undefined: no clipping). */
   clipNorm?: number;
+  /**
+   * Prefix of the moments' checkpoint names (default "adam": `adam.m.<param>`); two optimizers
+   * of one group need distinct prefixes.
+   */
+  stateName?: string;
 }
 
 /** What Adam needs of a parameter group (src/nn/store.ts): flat values and gradients. */
@@ -93,6 +98,8 @@ export class Adam {
   readonly weightDecay: number;
   /** Global gradient-norm clip (0: none). */
   clipNorm: number;
+  /** Prefix of the moments' checkpoint names. */
+  readonly stateName: string;
   /** Steps taken (the bias-correction t). */
   t = 0;
   /** [lr, 1-b1^t, 1-b2^t, clip, scale, norm, 0, 0]: see shaders/adam.wgsl. */
@@ -110,6 +117,7 @@ export class Adam {
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
     this.clipNorm = opts.clipNorm ?? 0;
+    this.stateName = opts.stateName ?? "adam";
     this.m = groups.map((g) => fill(Tensor.persistent([g.size], `adam.m.${g.name}`), 0));
     this.v = groups.map((g) => fill(Tensor.persistent([g.size], `adam.v.${g.name}`), 0));
     this.hyper = fill(Tensor.persistent([8], "adam.hyper"), 0);
@@ -170,9 +178,10 @@ export class Adam {
   /** Moments by parameter name (`adam.m.<name>`, `adam.v.<name>`), for checkpoints. */
   state(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
+    const p = this.stateName;
     this.groups.forEach((g, i) => {
-      for (const [k, t] of g.views(this.m[i], "adam.m.")) out.set(k, t);
-      for (const [k, t] of g.views(this.v[i], "adam.v.")) out.set(k, t);
+      for (const [k, t] of g.views(this.m[i], `${p}.m.`)) out.set(k, t);
+      for (const [k, t] of g.views(this.v[i], `${p}.v.`)) out.set(k, t);
     });
     return out;
   }

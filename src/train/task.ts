@@ -9,8 +9,17 @@ import type { TrainerFlags } from "./trainer_flags.ts";
 
 /** One optimizer: Adam over whole parameter groups (their names are the first name component). */
 export interface OptimizerSpec {
-  /** Names of the parameter groups it updates (each group in at most one optimizer). */
+  /**
+   * Names of the parameter groups it updates (each group in at most one optimizer, unless
+   * `shared`).
+   */
   groups: string[];
+  /**
+   * Its groups may also be in other optimizers: a group stepped on two losses, each with its own
+   * Adam moments (Zheng & Sun step Enc_s on L_GM and on L_rec + λ L_lkd). Its moments are saved
+   * as `adam.<optimizer name>.m.<param>`.
+   */
+  shared?: boolean;
   /** Learning rate relative to --lr (the schedule scales both). */
   lrScale?: number;
   /** Adam's first-moment decay (default 0.9). */
@@ -30,6 +39,13 @@ export interface Update {
   optimizer: string;
   /** Run the forward pass and return the loss ([1]) and its named terms for logging. */
   run(): { loss: Tensor; terms?: Terms };
+  /**
+   * Keep the graph after this update's backward and step: the next update of the step may return
+   * another loss of the same forward pass (Zheng & Sun's Algorithm 1 steps five groups on five
+   * losses of one forward). Its backward must not pass through a group stepped earlier in the
+   * chain (those weights changed in place). The graph is cleared after the step's last update.
+   */
+  retain?: boolean;
 }
 
 /** What an evaluation reports. */

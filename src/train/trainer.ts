@@ -55,6 +55,7 @@ export class Session {
     const seen = new Set<string>();
     for (const [name, o] of Object.entries(specs)) {
       for (const g of o.groups) {
+        if (o.shared) continue;
         if (seen.has(g)) throw new Error(`flowgpu: group ${g} is in two optimizers`);
         seen.add(g);
       }
@@ -67,6 +68,7 @@ export class Session {
           beta2: o.beta2,
           weightDecay: o.weightDecay ?? cfg.weightDecay,
           clipNorm: cfg.clip,
+          stateName: o.shared ? `adam.${name}` : undefined,
         }),
       );
     }
@@ -106,15 +108,16 @@ export class Session {
         metrics.add(this.optimizers.size > 1 ? `loss.${u.optimizer}` : "loss", loss);
       }
       if (metrics) { for (const [k, t] of Object.entries(terms)) metrics.add(k, t); }
-      backward(loss, { params: opt.params });
+      backward(loss, { params: opt.params, retain: u.retain });
       opt.step(lrAt(this.cfg, this.step) * this.#lrScale.get(u.optimizer)!);
       if (metrics) {
         const sfx = this.optimizers.size > 1 ? `.${u.optimizer}` : "";
         metrics.add(`grad_norm${sfx}`, opt.hyper, 5);
         metrics.add(`clipped${sfx}`, opt.hyper, 4, "clipped");
       }
-      clearTape();
+      if (!u.retain) clearTape();
     }
+    clearTape();
     // Submit without waiting: the GPU starts on this step while the CPU encodes the next.
     flush();
     this.step++;
