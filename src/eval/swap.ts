@@ -73,6 +73,11 @@ export interface FactorClassifier {
   readonly description: string;
   /** Predicted factors of `n` images [n, C, S, S] in [-1, 1]: [n, factors.length]. */
   predict(x: Float32Array, n: number): Promise<Int32Array>;
+  /**
+   * Softmax probabilities of factor column `factor` for `n` images: [n, factors[factor].size]
+   * (the p(y | x) of an inception-like score, §3.7). Both built-in classifiers have it.
+   */
+  probabilities?(x: Float32Array, n: number, factor: number): Promise<Float32Array>;
   /** Frees the network. */
   release(): void;
 }
@@ -181,21 +186,45 @@ class FactorNetClassifier implements FactorClassifier {
     return this.net.factors;
   }
 
-  async predict(x: Float32Array, n: number): Promise<Int32Array> {
+  /** Concatenated logits of `n` images, chunk by chunk. */
+  async #logits(
+    x: Float32Array,
+    n: number,
+    each: (logits: Float32Array, s: number, m: number) => void,
+  ) {
     const [c, h, w] = this.shape, d = c * h * w;
     if (x.length !== n * d) {
       throw new Error(
         `flowgpu: factor classifier: ${x.length} values are not ${n} images ${c}x${h}x${w}`,
       );
     }
-    const out = new Int32Array(n * this.net.factors.length);
     for (let s = 0; s < n; s += CHUNK) {
       const m = Math.min(CHUNK, n - s);
       const xt = Tensor.from(x.subarray(s * d, (s + m) * d), [m, c, h, w]);
       const logits = await noGrad(() => this.net.logits(xt)).read();
       clearTape();
-      out.set(this.net.argmax(logits, m), s * this.net.factors.length);
+      each(logits, s, m);
     }
+  }
+
+  async predict(x: Float32Array, n: number): Promise<Int32Array> {
+    const out = new Int32Array(n * this.net.factors.length);
+    await this.#logits(
+      x,
+      n,
+      (l, s, m) => out.set(this.net.argmax(l, m), s * this.net.factors.length),
+    );
+    return out;
+  }
+
+  async probabilities(x: Float32Array, n: number, factor: number): Promise<Float32Array> {
+    const k = checkFactor(this.net.factors, factor), o = this.net.offsets[factor];
+    const out = new Float32Array(n * k);
+    await this.#logits(x, n, (l, s, m) => {
+      for (let b = 0; b < m; b++) {
+        softmaxInto(l, b * this.net.classes + o, k, out, (s + b) * k);
+      }
+    });
     return out;
   }
 
@@ -217,6 +246,24 @@ class DigitFactorClassifier implements FactorClassifier {
   }
 
   async predict(x: Float32Array, n: number): Promise<Int32Array> {
+    return Int32Array.from(await this.digits.predict(this.#pad(x, n), n));
+  }
+
+  async probabilities(x: Float32Array, n: number, factor: number): Promise<Float32Array> {
+    checkFactor(this.factors, factor);
+    const x32 = this.#pad(x, n), out = new Float32Array(n * 10), d = 1024;
+    for (let s = 0; s < n; s += CHUNK) {
+      const m = Math.min(CHUNK, n - s);
+      const xt = Tensor.from(x32.subarray(s * d, (s + m) * d), [m, 1, 32, 32]);
+      const l = await noGrad(() => this.digits.net.forward(xt).logits).read();
+      clearTape();
+      for (let b = 0; b < m; b++) softmaxInto(l, b * 10, 10, out, (s + b) * 10);
+    }
+    return out;
+  }
+
+  /** Images of side 28 padded to the classifier's 32 (side 32 as is). */
+  #pad(x: Float32Array, n: number): Float32Array {
     const s = this.side, d = s * s;
     if (x.length !== n * d) {
       throw new Error(
@@ -234,12 +281,30 @@ class DigitFactorClassifier implements FactorClassifier {
         }
       }
     }
-    return Int32Array.from(await this.digits.predict(x32, n));
+    return x32;
   }
 
   release(): void {
     this.digits.release();
   }
+}
+
+/** Class count of factor column `factor`; throws when there is no such column. */
+function checkFactor(factors: readonly Factor[], factor: number): number {
+  if (!(Number.isInteger(factor) && factor >= 0 && factor < factors.length)) {
+    throw new Error(
+      `flowgpu: factor classifier: factor ${factor} is not a column of ${factors.length}`,
+    );
+  }
+  return factors[factor].size;
+}
+
+/** softmax of src[o .. o + k) into dst[at .. at + k), in f64. */
+function softmaxInto(src: Float32Array, o: number, k: number, dst: Float32Array, at: number) {
+  let mx = -Infinity, z = 0;
+  for (let j = 0; j < k; j++) mx = Math.max(mx, src[o + j]);
+  for (let j = 0; j < k; j++) z += Math.exp(src[o + j] - mx);
+  for (let j = 0; j < k; j++) dst[at + j] = Math.exp(src[o + j] - mx) / z;
 }
 
 /** Options of `factorClassifier`. */
