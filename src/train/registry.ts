@@ -4,6 +4,7 @@ import { afTask } from "./af_task.ts";
 import { cmivaeTask } from "./cmivae_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
+import { lrlivaeTask } from "./lrlivae_task.ts";
 import { afmiTask, miTask } from "./mi_task.ts";
 import type { Task } from "./task.ts";
 import { vaeTask } from "./vae_task.ts";
@@ -17,5 +18,6 @@ export const tasks: Record<string, Task> = {
   af: afTask,
   mi: miTask,
   afmi: afmiTask,
+  lrlivae: lrlivaeTask,
   cmivae: cmivaeTask,
 };
