@@ -219,7 +219,7 @@ const table1: Layout = {
     ]),
     {
       id: "train_minutes",
-      header: "train min",
+      header: "train min (total)",
       digits: 1,
       value: (doc) => {
         const s = seconds(doc);
