@@ -226,6 +226,7 @@ export class Discriminator {
     const f = 8 * width;
     this.trunk = new ConvTrunk(s.child("trunk"), channels, size, width, f, false);
     this.out = new Linear(s.child("out"), f, 1);
+    // A small projection at first: D starts as an unconditional critic and learns the pairing.
     this.proj = new Linear(s.child("proj"), code, f, { bias: false, init: fanIn(code * f) });
   }
 

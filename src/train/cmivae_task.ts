@@ -90,7 +90,7 @@ const flags = {
   },
   dLrScale: { default: 1, real: true, help: "D's learning rate relative to --lr" },
   fphiSteps: {
-    default: 400,
+    default: 300,
     gpu: 2000,
     help: "steps that train f_φ (the frozen regressor/classifier of the feature) first",
   },
@@ -627,9 +627,9 @@ export const cmivaeTask = defineTask({
     "leakage",
   flags,
   trainer: {
-    steps: { default: 3000, gpu: 30000 },
-    batch: { default: 64, gpu: 64 },
-    lr: { default: 5e-4, gpu: 2e-4 },
+    steps: { default: 2300, gpu: 30000 },
+    batch: { default: 32, gpu: 64 },
+    lr: { default: 1e-3, gpu: 2e-4 },
     warmup: { default: 50 },
     out: { default: "runs/cmivae", gpu: "runs/cmivae-gpu" },
     sampleEvery: { default: 1000, gpu: 5000 },
