@@ -2,6 +2,7 @@
 import { aeTask } from "./ae_task.ts";
 import { afTask } from "./af_task.ts";
 import { cmivaeTask } from "./cmivae_task.ts";
+import { disunknownTask } from "./disunknown_task.ts";
 import { funsTask } from "./funs_task.ts";
 import { glowTask } from "./glow_task.ts";
 import { lrlivaeTask } from "./lrlivae_task.ts";
@@ -20,4 +21,5 @@ export const tasks: Record<string, Task> = {
   afmi: afmiTask,
   lrlivae: lrlivaeTask,
   cmivae: cmivaeTask,
+  disunknown: disunknownTask,
 };
