@@ -276,6 +276,15 @@ Deno.test("training time: windows of metrics.jsonl; a finished run's eval.json o
     );
     assert.equal(finishedRunSeconds(b), 77, "eval.json first");
     assert.ok(Number.isNaN(finishedRunSeconds(c)));
+    // A prefix of a run (no final line): its progress lines, at its config's batch.
+    const d = join(dir, "d");
+    await Deno.mkdir(d);
+    await Deno.writeTextFile(
+      join(d, "metrics.jsonl"),
+      lines.slice(0, 2).map((l) => JSON.stringify(l)).join("\n"),
+    );
+    await Deno.writeTextFile(join(d, "config.json"), JSON.stringify({ batch: 4 }));
+    assert.equal(finishedRunSeconds(d), 3, "progress lines when the run has no final line");
     assert.deepEqual(runTimes(a, 4, b), { train_seconds: 3, train_seconds_total: 80 });
     assert.deepEqual(runTimes(a, 4), { train_seconds: 3, train_seconds_total: 3 });
   } finally {

@@ -427,7 +427,8 @@ export function trainSeconds(dir: string, examplesPerStep: number): number {
 
 /**
  * The whole training time of a finished run another run started from (--glow-from, --init-from):
- * its eval.json's train_seconds_total, else its final line's train_minutes; NaN if neither.
+ * its eval.json's train_seconds_total, else its final line's train_minutes, else the sum of its
+ * progress lines (a run stopped early); NaN if none of these.
  */
 export function finishedRunSeconds(dir: string): number {
   try {
@@ -436,7 +437,13 @@ export function finishedRunSeconds(dir: string): number {
     if (typeof t === "number") return t;
   } catch { /* no eval.json: the log below */ }
   const last = metricLines(dir).filter((l) => typeof l.train_minutes === "number").at(-1);
-  return last ? 60 * (last.train_minutes as number) : NaN;
+  if (last) return 60 * (last.train_minutes as number);
+  // A run stopped before its end (or a prefix of one) has no final line: sum its progress lines.
+  try {
+    const batch = JSON.parse(Deno.readTextFileSync(`${dir}/config.json`))?.batch;
+    if (typeof batch === "number") return trainSeconds(dir, batch);
+  } catch { /* no config either */ }
+  return NaN;
 }
 
 /**
