@@ -343,6 +343,9 @@ Deno.test("lrlivae task: trains through the generic trainer (one Adam per group)
       }
     }
     assert.ok(rec[3] < 0.8 * rec[0], `${variant}: L_rec fell: ${rec}`);
+    // z_u's ε and the prior sample's noise: 3 draws a step (cVAE-GAN 2), never a re-seek.
+    const lm = s.model as LrLiVaeModel;
+    assert.equal(lm.noise.counter, 40 * (variant === "lrlivae" ? 3 : 2));
     if (variant === "lrlivae") assert.ok(cls[3] < cls[0], `L_cls fell: ${cls}`);
     m.release();
     s.release();

@@ -27,7 +27,8 @@
 // with channels base·2^i (capped at 8·base), FC F, BN, ReLU; decoder = FC to the top map, BN,
 // ReLU, then L transposed convolutions 4x4 s2 p1 (BN, ReLU between, tanh at the end); D = the
 // trunk with spectral norm and LeakyReLU(0.1) instead of BN and ReLU. BN follows §3.4: batch
-// statistics in training (D never has BN), running statistics (decay 0.9) in evaluation.
+// statistics in training, per call (the decoder's reconstructions and prior samples apart),
+// running statistics (decay 0.9) in evaluation; D has none, and scores its three batches at once.
 import { BatchNorm, ConvTranspose2d, fanIn, Linear } from "../nn/layers.ts";
 import { normal, type Scope, uniform, zeros } from "../nn/store.ts";
 import { clamp } from "../ops/activation.ts";
@@ -41,7 +42,7 @@ import { linear } from "../ops/matmul.ts";
 import { GpuRng, reparameterize } from "../ops/random.ts";
 import { mean, sum } from "../ops/reduce.ts";
 import { tile2d } from "../ops/resample.ts";
-import { concatChannels, reshape } from "../ops/shape.ts";
+import { concatChannels, reshape, splitChannels } from "../ops/shape.ts";
 import { detach } from "../ops/tape.ts";
 import { fmtShape, Tensor } from "../ops/tensor.ts";
 import { spectralNorm } from "../ops/weight_norm.ts";
@@ -542,10 +543,19 @@ export class LrLiVae {
     if (this.gan) {
       const p = this.priorCodes(y, rng ?? (noise as StepNoise));
       const xp = this.decode(p.zs, p.zu, y);
-      const w = this.disc.weights();
-      const sr = this.disc.score(x, y, w);
-      const sf = this.disc.score(xf, y, w);
-      const sp = this.disc.score(xp, y, w);
+      // D has no batch norm, so one call on [x; x'_f; x'_p] scores each image as three calls
+      // would, with a third of the dispatches.
+      const flat = (t: Tensor) => reshape(t, [1, t.size]);
+      const all = reshape(concatChannels([flat(x), flat(xf), flat(xp)]), [
+        3 * n,
+        ...x.shape.slice(1),
+      ]);
+      const scores = this.disc.score(
+        all,
+        [...Array.from(y), ...Array.from(y), ...Array.from(y)],
+        this.disc.weights(),
+      );
+      const [sr, sf, sp] = splitChannels(reshape(scores, [1, 3 * n]), [n, n, n]);
       ld = add(add(bceWithLogits(sr, 1), bceWithLogits(sf, 0)), bceWithLogits(sp, 0));
       gd = add(bceWithLogits(sf, 1), bceWithLogits(sp, 1));
       Object.assign(terms, { d_loss: ld, g_loss: gd });
