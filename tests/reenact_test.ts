@@ -10,6 +10,7 @@ import "./setup.ts";
 import { join } from "node:path";
 import { synthLips, SYNTHLIPS_FRAMES, toFlowInput } from "../src/data/synthlips.ts";
 import {
+  copyReenactor,
   CROSS_SETS,
   crossQuery,
   finishedRunSeconds,
@@ -66,16 +67,7 @@ Deno.test("psnr: identical images give the cap; a known pair, masks, toUnit and 
 
 /** A stand-in model that "reenacts" by returning the source frames unchanged. */
 async function copier(): Promise<Reenactor> {
-  const set = await synthLips({ size: 32, vocab: 10, logos: false });
-  return {
-    method: "copy",
-    set,
-    input: (px) => toFlowInput(px),
-    reenact: (source, identities) =>
-      Promise.resolve(
-        Array.from({ length: identities.length / (3 * 32 * 32) }, () => source.slice()),
-      ),
-  };
+  return copyReenactor(await synthLips({ size: 32, vocab: 10, logos: false }), "source");
 }
 
 const CONDS = ["self", ...CROSS_SETS.map((c) => `cross_${c}`)];
@@ -88,7 +80,7 @@ Deno.test("protocol: a copying oracle scores self at the cap and cross as the so
   const r = await copier(), set = r.set, d = 3 * 32 * 32;
   const { metrics, images } = await reenactmentProtocol(r, { clips: 2, seeds: 2, stripClips: 1 });
   for (const k of KEYS) assert.ok(Number.isFinite(metrics[k] as number), `${k} = ${metrics[k]}`);
-  assert.equal(metrics.reenact_method, "copy");
+  assert.equal(metrics.reenact_method, "copy-source");
   assert.equal(metrics.eval_clips, 2);
   assert.equal(metrics.eval_seeds, 2);
   assert.equal(metrics.nonfinite_pixels, 0);
@@ -442,4 +434,21 @@ Deno.test("table: fake eval.json files make Table I rows in the paper's order, i
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("copyReenactor: 'identity' repeats each identity frame over the clip, 'source' copies the clip", async () => {
+  const set = await synthLips({ size: 32, vocab: 10, logos: false }), d = 3 * 32 * 32;
+  const source = Float32Array.from({ length: 3 * d }, (_, i) => Math.sin(i));
+  const ids = Float32Array.from({ length: 2 * d }, (_, i) => Math.cos(i));
+  const rep = await copyReenactor(set, "identity").reenact(source, ids);
+  assert.equal(rep.length, 2);
+  for (let j = 0; j < 2; j++) {
+    for (let n = 0; n < 3; n++) {
+      assert.deepEqual(rep[j].subarray(n * d, (n + 1) * d), ids.subarray(j * d, (j + 1) * d));
+    }
+  }
+  const cp = await copyReenactor(set, "source").reenact(source, ids);
+  assert.deepEqual(cp.map((x) => x.length), [3 * d, 3 * d]);
+  assert.deepEqual(cp[1], source);
+  assert.notEqual(cp[1], source, "a copy, not the caller's buffer");
 });

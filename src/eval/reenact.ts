@@ -30,6 +30,7 @@ import {
   type SynthLipsClip,
   type SynthLipsSplit,
   type SynthLipsStyle,
+  toFlowInput,
 } from "../data/synthlips.ts";
 import { clearTape, noGrad } from "../ops/tape.ts";
 import type { Tensor } from "../ops/tensor.ts";
@@ -71,6 +72,28 @@ export interface Reenactor {
    * [m, 3, S, S]): m decodes of [n, 3, S, S] each. The source is encoded once.
    */
   reenact(source: Float32Array, identities: Float32Array): Promise<Float32Array[]>;
+}
+
+/**
+ * A reenactor without a model, the floor any model is read against: "source" returns the source
+ * frames unchanged (all mouth, no identity), "identity" repeats the identity frame (all identity,
+ * no mouth). On SynthLips the second is strong, since the mouth is a small part of the frame.
+ */
+export function copyReenactor(set: SynthLips, what: "source" | "identity"): Reenactor {
+  const d = 3 * set.size * set.size;
+  return {
+    method: `copy-${what}`,
+    set,
+    input: (px) => toFlowInput(px),
+    reenact: (source, identities) =>
+      Promise.resolve(Array.from({ length: identities.length / d }, (_, j) => {
+        if (what === "source") return source.slice();
+        const out = new Float32Array(source.length);
+        const frame = identities.subarray(j * d, (j + 1) * d);
+        for (let i = 0; i < source.length; i += d) out.set(frame, i);
+        return out;
+      })),
+  };
 }
 
 /**

@@ -5,12 +5,19 @@
 // mouth), the reenactment; the identity frame heads the last two rows. Prints PSNR and SSIM of the
 // reenactment against the ground truth (src/eval/reenact.ts).
 import { join } from "node:path";
-import { type SynthLips, SYNTHLIPS_SPLITS, type SynthLipsSplit } from "../data/synthlips.ts";
+import {
+  type SynthLips,
+  synthLips,
+  SYNTHLIPS_SPLITS,
+  type SynthLipsSplit,
+} from "../data/synthlips.ts";
 import {
   canReenact,
   clipStrip,
+  copyReenactor,
   type Query,
   queryFrame,
+  reenactmentProtocol,
   type Reenactor,
   scoreFrames,
 } from "../eval/reenact.ts";
@@ -40,13 +47,30 @@ const flags = {
     help: "af runs: 'af' (E(z), z - E(z)) or 'glow' (top latent, split-offs); default the run's",
   },
   every: { default: 1, min: 1, help: "show every N-th frame of the 29" },
-  out: { default: "", help: "PNG path (default RUN/reenact/SOURCE-on-IDENTITY.png)" },
+  out: {
+    default: "",
+    help:
+      "PNG path (default RUN/reenact/SOURCE-on-IDENTITY.png); with --floor the folder of its eval.json",
+  },
+  floor: {
+    default: "",
+    choices: ["", "identity", "source"],
+    help: "no model: score copying the identity frame or the source clip by the Table I protocol " +
+      "into OUT/eval.json (a floor row for deno task table)",
+  },
+  size: { default: 32, help: "--floor: SynthLips image side (as the runs it is read beside)" },
+  vocab: { default: 32, help: "--floor: SynthLips words" },
+  dataSeed: { default: 1, help: "--floor: seed of the SynthLips set" },
+  evalClips: { default: 8, min: 1, help: "--floor: test clips" },
+  evalSeeds: { default: 3, min: 1, help: "--floor: draws of the identity frame k" },
 };
 
 const USAGE = `usage: deno task reenact --run DIR --source CLIP --identity ID [--out PNG]
 
 Reenacts SynthLips clip CLIP onto identity ID with the model of run DIR (af, mi or afmi) and
 writes a strip: source row, rendered ground-truth row, reenacted row (the identity frame first).
+With --floor identity|source (no run) it scores copying the identity frame or the source clip by
+the Table I protocol into OUT/eval.json, a floor row for deno task table.
 Clip and identity are indices of a split (test when SPLIT is left out): --source test:37,
 --source 3/5 (test identity 3 saying word 5), --identity ood:12 --style painting.
 
@@ -101,6 +125,10 @@ export async function reenactCommand(
   const { values: v, positionals } = parseFlags(args, [flags], "cpu");
   if (positionals.length) {
     throw new Error(`flowgpu: reenact: unexpected argument '${positionals[0]}' (see --help)`);
+  }
+  if (v.floor) {
+    await floorCommand(v);
+    return undefined;
   }
   const run = String(v.run);
   if (!run) throw new Error("flowgpu: reenact needs --run DIR (a run folder; see --help)");
@@ -163,6 +191,40 @@ export async function reenactCommand(
   } finally {
     session.release();
   }
+}
+
+/**
+ * `--floor identity|source --out DIR`: the Table I protocol on a copying reenactor, written as
+ * DIR/eval.json of model "floor" so that `deno task table` shows it beside the runs.
+ */
+async function floorCommand(v: Record<string, unknown>): Promise<void> {
+  const out = String(v.out);
+  if (!out) {
+    throw new Error("flowgpu: reenact: --floor needs --out DIR (the folder of its eval.json)");
+  }
+  const what = v.floor as "identity" | "source";
+  const set = await synthLips({
+    seed: Number(v.dataSeed),
+    size: Number(v.size),
+    vocab: Number(v.vocab),
+  });
+  const p = await reenactmentProtocol(copyReenactor(set, what), {
+    clips: Math.min(Number(v.evalClips), set.clipCount("test")),
+    seeds: Number(v.evalSeeds),
+  });
+  Deno.mkdirSync(join(out, "eval"), { recursive: true });
+  const images: string[] = [];
+  for (const [name, png] of Object.entries(p.images)) {
+    writePng(join(out, "eval", `${name}.png`), png);
+    images.push(`eval/${name}.png`);
+  }
+  const config = { copy: what, size: v.size, vocab: v.vocab, dataSeed: v.dataSeed };
+  const doc = { model: "floor", step: 0, metrics: p.metrics, images, config };
+  Deno.writeTextFileSync(join(out, "eval.json"), JSON.stringify(doc, null, 2) + "\n");
+  console.log(
+    `floor copy-${what}: self PSNR ${(p.metrics.self_psnr as number).toFixed(2)}, cross (unseen) ` +
+      `PSNR ${(p.metrics.cross_unseen_psnr as number).toFixed(2)}; wrote ${join(out, "eval.json")}`,
+  );
 }
 
 if (import.meta.main) {

@@ -120,6 +120,10 @@ export function table1Row(
   });
   const off = (pairs: [string, string][]) =>
     pairs.filter(([k]) => c[k] === false).map(([, n]) => `w/o ${n}`);
+  if (model === "floor") {
+    const what = c.copy === "source" ? "the source clip" : "the identity frame";
+    return { key: `floor|${c.copy}`, label: `No model: copy ${what}` };
+  }
   if (model === "af") {
     if (c.stage === "glow") return make("Glow", [`γ = ${g}`, ...extra]);
     const enc = Number(c.encoders ?? 1) === 2 ? "E_φr, E_φi" : "E_φ";
