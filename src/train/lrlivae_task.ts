@@ -817,7 +817,7 @@ export const lrlivaeTask = defineTask({
     "MIG, leakage, swaps, IS / diversity, traversals, inpainting",
   flags,
   trainer: {
-    steps: { default: 1500, gpu: 60000 },
+    steps: { default: 1200, gpu: 60000 },
     batch: { default: 32, gpu: 64 },
     // The paper's α = 5e-4 under gpu; the short cpu run learns faster at 1e-3.
     lr: { default: 1e-3, gpu: 5e-4 },
