@@ -54,7 +54,10 @@ import { constant, normal, type ParamStore, type Scope, zeros } from "../nn/stor
 import { type DuNetSizes, duNetSizes } from "./vae.ts";
 
 // ---------------------------------------------------------------------------------------------
-// DU-net primitives (§1.3). `sg` (stop-gradient) applies a layer with detached parameters:
+// DU-net primitives (§1.3). A weight-normalised layer's output ignores the scale of its raw
+// weight, but Adam's step does not: it moves each raw element by about lr, so the direction turns
+// by lr / |element|. Raw weights start at N(0, 1/fan_in) (rows of norm ~1, PyTorch's scale up to
+// √3), so the spec's learning rates turn them as fast as in the released code. `sg` (stop-gradient) applies a layer with detached parameters:
 // activations still carry gradients to the layer's input, its parameters get none. Stage I's
 // adversarial branch runs G_I's convolutional part that way (§1.5 step 7, gen_conv_adv = false).
 
@@ -76,7 +79,7 @@ export class WnLinear {
   readonly g?: Tensor;
   readonly b?: Tensor;
   constructor(s: Scope, readonly inp: number, readonly out: number, o: WnOptions = {}) {
-    this.w = s.param("weight", [out, inp], normal(1));
+    this.w = s.param("weight", [out, inp], normal(1 / Math.sqrt(inp)));
     if (o.affine) {
       this.g = s.param("gain", [out], constant(o.gain ?? 1));
       this.b = s.param("bias", [out], constant(o.bias ?? 0));
@@ -102,7 +105,7 @@ export class WnConv {
     readonly padding: number,
     o: WnOptions = {},
   ) {
-    this.w = s.param("weight", [cout, cin, k, k], normal(1));
+    this.w = s.param("weight", [cout, cin, k, k], normal(1 / Math.sqrt(cin * k * k)));
     if (o.affine) {
       this.g = s.param("gain", [cout], constant(o.gain ?? 1));
       this.b = s.param("bias", [cout], constant(o.bias ?? 0));
@@ -131,7 +134,7 @@ export class WnConvT {
     readonly padding: number,
     o: WnOptions = {},
   ) {
-    this.w = s.param("weight", [cin, cout, k, k], normal(1));
+    this.w = s.param("weight", [cin, cout, k, k], normal(1 / Math.sqrt(cin * k * k)));
     if (o.affine) {
       this.g = s.param("gain", [cout], constant(o.gain ?? 1));
       this.b = s.param("bias", [cout], constant(o.bias ?? 0));
@@ -673,9 +676,15 @@ export class DisUnknown {
   /**
    * Stage I's objective for E, B and G_I (§1.5): reconstruction, the adversarial loss on the
    * mismatched image (gradient into E, B and G_I's fully connected part only), code KLs.
-   * Returns the loss, its terms and the mismatched image (for the classifier's update).
+   * Returns the loss, its terms, the mismatched image and C's logits of it: C's own update
+   * (`stage1ClassifierLoss`) reuses them, as the paper steps all groups on one forward pass.
    */
-  stage1(b: DuBatch, d: DuDraws): { loss: Tensor; terms: Record<string, Tensor>; fake: Tensor } {
+  stage1(b: DuBatch, d: DuDraws): {
+    loss: Tensor;
+    terms: Record<string, Tensor>;
+    fake: Tensor;
+    logits: Tensor;
+  } {
     const { mu: mu0, sigma: s0 } = this.enc.apply(b.x);
     const z0 = sampleCode(mu0, s0, d.mask0, d.noise);
     const own = this.embed(b.y);
@@ -709,12 +718,15 @@ export class DisUnknown {
       loss,
       terms: { rec: lRec, adv: lAdv, kl_u: lU, kl_ub: lUb, kl_l: lL },
       fake,
+      logits,
     };
   }
 
-  /** Stage I classifier C's loss on (detached) mismatched images: Σ_i NLL(C_i(x̄′), y_i). */
-  stage1Classifier(fake: Tensor, y: Int32Array[]): Tensor {
-    const logits = this.cls1.apply(detach(fake));
+  /**
+   * Stage I classifier C's loss Σ_i NLL(C_i(x̄′), y_i) from its logits of mismatched images
+   * (backpropagated into C only: the images count as given).
+   */
+  stage1ClassifierLoss(logits: Tensor, y: Int32Array[]): Tensor {
     return this.#sumFactors((i) => nllLoss(this.cls1.part(logits, i), y[i]));
   }
 
@@ -729,8 +741,13 @@ export class DisUnknown {
     );
   }
 
-  /** R's logits of images, shifted; `stage2`: Stage II's R (else Stage C's). */
-  #r(x: Tensor, shifts: Int32Array, r: DuClassifier): Tensor {
+  /** D's score of images moved by the random offsets `shifts`. */
+  scoreD(x: Tensor, shifts: Int32Array): Tensor {
+    return this.disc.apply(translate2d(x, shifts));
+  }
+
+  /** R's logits of images moved by the random offsets `shifts` (Stage II's R, or Stage C's). */
+  scoreR(x: Tensor, shifts: Int32Array, r: DuClassifier = this.rcls2): Tensor {
     return r.apply(translate2d(x, shifts));
   }
 
@@ -738,7 +755,8 @@ export class DisUnknown {
    * Stage II's objective for S and G_II (§1.6): reconstruction and swap branches, the LSGAN and
    * R terms on both generated images, the code distance through frozen E (unless w.match = 0),
    * S's code KLs. `r` is the R that judges (Stage II's, or Stage C's frozen one). Returns the
-   * generated images and the swapped labels for D's and R's updates.
+   * generated images, the swapped labels, and D's scores and R's logits of both generated images,
+   * which D's and R's updates reuse (neither network changes in S's and G_II's step).
    */
   stage2(
     b: DuBatch,
@@ -750,6 +768,10 @@ export class DisUnknown {
     rec: Tensor;
     swap: Tensor;
     ySwap: Int32Array[];
+    dRec: Tensor;
+    dSwap: Tensor;
+    rRec: Tensor;
+    rSwap: Tensor;
   } {
     const bsz = b.x.shape[0];
     const post = this.enc.apply(b.x);
@@ -766,10 +788,9 @@ export class DisUnknown {
     const swap =
       this.gen2.apply(concatChannels([z0, zl2]), concatChannels([d.holes0, d.holesL2])).x;
     const w = this.w;
-    const dRec = this.disc.apply(translate2d(rec.x, d.shifts[0]));
-    const dSwap = this.disc.apply(translate2d(swap, d.shifts[1]));
+    const dRec = this.scoreD(rec.x, d.shifts[0]), dSwap = this.scoreD(swap, d.shifts[1]);
     const lDis = add(scale(lsganLoss(dRec, 0), 0.5), scale(lsganLoss(dSwap, 0), 0.5));
-    const rRec = this.#r(rec.x, d.shifts[2], r), rSwap = this.#r(swap, d.shifts[3], r);
+    const rRec = this.scoreR(rec.x, d.shifts[2], r), rSwap = this.scoreR(swap, d.shifts[3], r);
     const lCla = this.#sumFactors((i) =>
       add(
         scale(nllLoss(r.part(rRec, i), b.y[i]), 0.5),
@@ -799,40 +820,40 @@ export class DisUnknown {
       loss = add(loss, scale(lMatch, w.match));
       terms.match = lMatch;
     }
-    return { loss, terms, rec: rec.x, swap, ySwap };
+    return { loss, terms, rec: rec.x, swap, ySwap, dRec, dSwap, rRec, rSwap };
   }
 
-  /** D's LSGAN loss: mean (D(x) − 1)² + ½ mean (D(x̄) + 1)² + ½ mean (D(x̄′) + 1)². */
-  stage2Disc(x: Tensor, rec: Tensor, swap: Tensor, shifts: Int32Array[]): Tensor {
-    const s = (img: Tensor, k: number) => this.disc.apply(translate2d(detach(img), shifts[k]));
+  /**
+   * D's LSGAN loss from its scores of real, reconstructed and swapped images:
+   * mean (D(x) − 1)² + ½ mean (D(x̄) + 1)² + ½ mean (D(x̄′) + 1)².
+   */
+  stage2DiscLoss(dReal: Tensor, dRec: Tensor, dSwap: Tensor): Tensor {
     return add(
-      lsganLoss(s(x, 4), 1),
-      add(scale(lsganLoss(s(rec, 5), -1), 0.5), scale(lsganLoss(s(swap, 6), -1), 0.5)),
+      lsganLoss(dReal, 1),
+      add(scale(lsganLoss(dRec, -1), 0.5), scale(lsganLoss(dSwap, -1), 0.5)),
     );
   }
 
   /**
-   * Stage II's R: Σ_i NLL(R_i(x), y_i) + ½ NLU(R_i(x̄), y_i) + ½ NLU(R_i(x̄′), y′_i) over the
-   * m_i + 1 classes (unweighted NLU, §8 D8).
+   * Stage II's R from its logits of real, reconstructed and swapped images:
+   * Σ_i NLL(R_i(x), y_i) + ½ NLU(R_i(x̄), y_i) + ½ NLU(R_i(x̄′), y′_i) over the m_i + 1 classes
+   * (unweighted NLU, §8 D8).
    */
-  stage2Classifier(
-    x: Tensor,
+  stage2ClassifierLoss(
+    rReal: Tensor,
+    rRec: Tensor,
+    rSwap: Tensor,
     y: Int32Array[],
-    rec: Tensor,
-    swap: Tensor,
     ySwap: Int32Array[],
-    shifts: Int32Array[],
   ): Tensor {
     const r = this.rcls2;
-    const real = this.#r(detach(x), shifts[7], r);
-    const lr = this.#r(detach(rec), shifts[8], r), ls = this.#r(detach(swap), shifts[9], r);
     return this.#sumFactors((i) => {
       const classes = this.cfg.factors[i].classes;
       return add(
-        nllLoss(r.part(real, i), y[i], { classes }),
+        nllLoss(r.part(rReal, i), y[i], { classes }),
         add(
-          scale(nluLoss(r.part(lr, i), y[i], { classes }), 0.5),
-          scale(nluLoss(r.part(ls, i), ySwap[i], { classes }), 0.5),
+          scale(nluLoss(r.part(rRec, i), y[i], { classes }), 0.5),
+          scale(nluLoss(r.part(rSwap, i), ySwap[i], { classes }), 0.5),
         ),
       );
     });

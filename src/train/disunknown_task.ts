@@ -5,14 +5,21 @@
 // run. Data: real MNIST (labelled = digit, unknown = style) by default, Shapes2.5D or any other
 // labelled set with `--labelled` / `--unknown` choosing the labelled factors.
 //
-// Per step (§1.5–1.6): Stage I updates E, B, G_I on their objective, then C on the mismatched
-// images of that same forward pass (copied aside, so C sees what E, B, G_I saw: the simultaneous
-// step of the paper); Stage C updates R; Stage II updates S and G_II, then D and R on the images of
-// that pass. At the first Stage-II step G_II and R are copied from G_I and Stage C's R, and the code
+// Per step (§1.5–1.6): Stage I updates E, B, G_I on their objective, then C from its logits of
+// the mismatched images of that same forward pass (the trainer's `retain`: C judges what E, B,
+// G_I made before their step, the paper's simultaneous step); Stage C updates R; Stage II updates
+// S and G_II, then D and R from their scores of that pass's images (plus the real batch). At the first Stage-II step G_II and R are copied from G_I and Stage C's R, and the code
 // scale s_d of the frozen E is estimated on 2,000 training images (not the whole set: an
 // estimate of a per-dim variance, identical in expectation). The unknown code of a Stage-II batch is
 // encoded on the fly by the frozen E rather than read from a stored pass over the training set:
 // the same posterior, at the cost of one encoder pass per step instead of one per training image.
+//
+// Budgets. `--preset gpu` is the released code's MNIST schedule (§1.7: Stage I/C/II 200k/40k/80k
+// steps, batch 64, lr 1e-4 then 5e-5, width 32, w_dis 1). The cpu default trains in about 20
+// minutes on lavapipe: width 8, batch 32, 1,500/200/400 steps, lr 3e-3 (Stage II a quarter of
+// it) and w_dis 0.1. At the released rates nothing moves in 2,000 steps (a bias shifts 1e-4 a
+// step); at 3e-3 G_I renders digits within Stage I, but σ_rec is still large in Stage II, so a full
+// LSGAN weight drowns L_rec and roughens the digits. The ablations compare at this same budget.
 //
 // Evaluation (eval.json, eval/*.png): MIG_lab and MIG_all (§1.9, E for the unknown code, S per
 // labelled factor), reconstruction MSE of G_II(E(x), S(x)) on both scales, attribute-swap accuracy
@@ -114,13 +121,20 @@ const flags = {
   },
   stage1Steps: { default: 1500, gpu: 200000, help: "--stage all/one: Stage I steps" },
   stageCSteps: {
-    default: 300,
+    default: 200,
     gpu: 40000,
     help: "--stage all: Stage C steps (after Stage I; the rest of --steps is Stage II)",
   },
   initFrom: {
     default: "",
     help: "--stage two: a run folder of this model whose checkpoint finished Stage I and C",
+  },
+  stage2Lr: {
+    default: 0.25,
+    gpu: 0.5,
+    real: true,
+    help: "Stage II learning rate relative to --lr (gpu 0.5: the released code's 5e-5 against " +
+      "1e-4; cpu 0.25, as the cpu --lr is 30x the released code's)",
   },
   nestedDropout: { default: true, help: "nested dropout on every code (§1.4)" },
   adversary: {
@@ -153,7 +167,13 @@ const flags = {
       "weight of the labelled codes' KL (-1: 0.01 on MNIST-like sets and shapes2.5d, else 0.001)",
   },
   wLb: { default: 0.1, real: true, help: "weight of the labelled codes' batch-aggregate KL" },
-  wDis: { default: 1, real: true, help: "weight of Stage II's LSGAN generator loss" },
+  wDis: {
+    default: 0.1,
+    gpu: 1,
+    real: true,
+    help: "weight of Stage II's LSGAN generator loss (gpu 1, §1.7; cpu 0.1: after ~1,500 Stage-I " +
+      "steps σ_rec is still large, L_rec's pull weak, and the GAN term alone roughens the digits)",
+  },
   wCla2: { default: 1, real: true, help: "weight of Stage II's R loss for the generator" },
   wMatch: { default: 0.1, real: true, help: "weight of L_match" },
   trainLimit: { default: 0, help: "use only N training images (0: all)" },
@@ -256,9 +276,6 @@ export class DisUnknownModel implements Model {
   readonly #evalPos: Uint32Array;
   readonly #shape: (n: number) => number[];
   #step = -1;
-  /** Images of the last generator pass, kept for the classifier's / D's and R's updates. */
-  #stash: { fake?: Tensor; rec?: Tensor; swap?: Tensor } = {};
-  #stashBatch?: { x: Float32Array; y: Int32Array[]; ySwap: Int32Array[] };
   #prevCodes?: Float32Array;
   #classifier?: FactorClassifier;
 
@@ -306,14 +323,15 @@ export class DisUnknownModel implements Model {
       },
     });
     this.#ready = this.store.scope("stage2").flag("initialised");
-    // Stage II runs at half Stage I's learning rate (5e-5 against 1e-4, §1.7).
+    // Stage II runs at --stage2-lr times Stage I's learning rate (§1.7: 5e-5 against 1e-4).
+    const lr2 = cfg.stage2Lr;
     this.optimizers = {
       s1: { groups: ["enc", "emb", "gen1"] },
       c1: { groups: ["cls1"] },
       rc: { groups: ["rcls"] },
-      s2: { groups: ["lenc", "gen2"], lrScale: 0.5 },
-      d2: { groups: ["disc"], lrScale: 0.5 },
-      r2: { groups: ["rcls2"], lrScale: 0.5 },
+      s2: { groups: ["lenc", "gen2"], lrScale: lr2 },
+      d2: { groups: ["disc"], lrScale: lr2 },
+      r2: { groups: ["rcls2"], lrScale: lr2 },
     };
     this.noise = new GpuRng((cfg.seed * 2654435761 + 17) % 2 ** 32);
     this.examplesPerStep = cfg.batch;
@@ -371,7 +389,11 @@ export class DisUnknownModel implements Model {
 
   /** --init-from: every tensor of a --stage one run's checkpoint (same shapes). */
   init(): void {
-    if (this.cfg.stage !== "two" || !this.cfg.initFrom) return;
+    if (this.cfg.stage !== "two") {
+      this.#initOutputBias();
+      return;
+    }
+    if (!this.cfg.initFrom) return;
     const dir = this.cfg.initFrom, path = join(dir, CHECKPOINT);
     const ck = loadCheckpoint(path);
     const md = ck.metadata;
@@ -410,6 +432,27 @@ export class DisUnknownModel implements Model {
       }
       t.write(s.data);
     }
+  }
+
+  /**
+   * Data-dependent init of G_I's output bias: tanh⁻¹ of each channel's mean pixel over 1,000
+   * training images, so the generator starts at the mean colour rather than mid-grey. With the
+   * released code's rates a bias moves ~1e-4 per step; at a CPU budget of ~1,000 steps the
+   * background would otherwise take most of Stage I to appear.
+   */
+  #initOutputBias(): void {
+    const n = Math.min(1000, this.data.train.count), c = this.data.channels;
+    const pos = new Rng(0xb1a5).permutation(this.data.train.count).subarray(0, n);
+    const { x } = this.data.train.batch(pos);
+    const plane = this.data.size ** 2, mean = new Float32Array(c);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < c; k++) {
+        let s = 0;
+        for (let p = 0; p < plane; p++) s += x[(i * c + k) * plane + p];
+        mean[k] += s / (plane * n);
+      }
+    }
+    this.du.gen1.out.b!.write(mean.map((m) => Math.atanh(Math.max(-0.95, Math.min(0.95, m)))));
   }
 
   /** A training batch: images as a tensor, per labelled factor its labels, and the floats. */
@@ -482,30 +525,22 @@ export class DisUnknownModel implements Model {
     };
   }
 
-  /** A persistent copy of `t` in the stash slot `key` (kept across the step's updates). */
-  #keep(key: "fake" | "rec" | "swap", t: Tensor): void {
-    let s = this.#stash[key];
-    if (!s || s.size !== t.size) {
-      s?.release();
-      s = this.#stash[key] = Tensor.persistent(t.shape, `disunknown.${key}`);
-    }
-    copyBuffer(t.buffer, s.buffer, t.size * 4, t.offset * 4, s.offset * 4);
-  }
-
   updates(step: number): Update[] {
     this.#step = step;
     const stage = this.stageOf(step);
     const seek = (j: number) => this.noise.seek(step * 8 + j);
     if (stage === "I") {
-      let y: Int32Array[] = [];
+      // C's update reuses the logits of E, B and G_I's forward pass (`retain`): C saw the
+      // images those parameters made before their step, the paper's simultaneous update.
+      let s1: { logits: Tensor; y: Int32Array[] };
       return [{
         optimizer: "s1",
+        retain: true,
         run: () => {
           seek(0);
           const b = this.#batch(step);
-          y = b.y;
           const r = this.du.stage1({ x: b.x, y: b.y }, this.#draws(step, "I"));
-          this.#keep("fake", r.fake);
+          s1 = { logits: r.logits, y: b.y };
           const terms: Terms = { loss_s1: r.loss };
           for (const [k, v] of Object.entries(r.terms)) terms[k] = v;
           return { loss: r.loss, terms };
@@ -513,7 +548,7 @@ export class DisUnknownModel implements Model {
       }, {
         optimizer: "c1",
         run: () => {
-          const loss = this.du.stage1Classifier(this.#stash.fake!, y);
+          const loss = this.du.stage1ClassifierLoss(s1.logits, s1.y);
           return { loss, terms: { cls1: loss } };
         },
       }];
@@ -530,44 +565,38 @@ export class DisUnknownModel implements Model {
     }
     if (!this.#ready.value) this.#enterStage2();
     this.store.group("enc").frozen = true;
-    const r = this.cfg.advR ? this.du.rcls2 : this.du.rcls;
-    let draws: DuDraws;
+    const advR = this.cfg.advR;
+    const r = advR ? this.du.rcls2 : this.du.rcls;
+    // D's and R's updates reuse S and G_II's forward pass (their scores of the generated images).
+    let s2: ReturnType<DisUnknown["stage2"]> & { x: Tensor; y: Int32Array[]; draws: DuDraws };
     const out: Update[] = [{
       optimizer: "s2",
+      retain: true,
       run: () => {
         seek(0);
         const b = this.#batch(step);
-        draws = this.#draws(step, "II");
+        const draws = this.#draws(step, "II");
         const g = this.du.stage2({ x: b.x, y: b.y }, draws, r);
-        this.#keep("rec", g.rec);
-        this.#keep("swap", g.swap);
-        this.#stashBatch = { x: b.xs, y: b.y, ySwap: g.ySwap };
+        s2 = { ...g, x: b.x, y: b.y, draws };
         const terms: Terms = { loss_s2: g.loss };
         for (const [k, v] of Object.entries(g.terms)) terms[`${k}2`] = v;
         return { loss: g.loss, terms };
       },
     }, {
       optimizer: "d2",
+      retain: advR,
       run: () => {
-        const x = Tensor.from(this.#stashBatch!.x, this.#shape(this.cfg.batch));
-        const loss = this.du.stage2Disc(x, this.#stash.rec!, this.#stash.swap!, draws.shifts);
+        const real = this.du.scoreD(s2.x, s2.draws.shifts[4]);
+        const loss = this.du.stage2DiscLoss(real, s2.dRec, s2.dSwap);
         return { loss, terms: { disc: loss } };
       },
     }];
-    if (this.cfg.advR) {
+    if (advR) {
       out.push({
         optimizer: "r2",
         run: () => {
-          const s = this.#stashBatch!;
-          const x = Tensor.from(s.x, this.#shape(this.cfg.batch));
-          const loss = this.du.stage2Classifier(
-            x,
-            s.y,
-            this.#stash.rec!,
-            this.#stash.swap!,
-            s.ySwap,
-            draws.shifts,
-          );
+          const real = this.du.scoreR(s2.x, s2.draws.shifts[5]);
+          const loss = this.du.stage2ClassifierLoss(real, s2.rRec, s2.rSwap, s2.y, s2.ySwap);
           return { loss, terms: { rcls2: loss } };
         },
       });
@@ -824,7 +853,6 @@ export class DisUnknownModel implements Model {
 
   release(): void {
     this.noise.release();
-    for (const t of Object.values(this.#stash)) t?.release();
     this.#classifier?.release();
   }
 }
@@ -836,9 +864,9 @@ export const disunknownTask = defineTask({
     "set: MIG_lab/MIG_all, swap accuracy, leakage, swap grids",
   flags,
   trainer: {
-    steps: { default: 2600, gpu: 320000 },
+    steps: { default: 2100, gpu: 320000 },
     batch: { default: 32, gpu: 64 },
-    lr: { default: 1e-4 },
+    lr: { default: 3e-3, gpu: 1e-4 },
     warmup: { default: 100 },
     decay: { default: "none" },
     out: { default: "runs/disunknown", gpu: "runs/disunknown-gpu" },
