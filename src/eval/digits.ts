@@ -241,9 +241,9 @@ async function testAccuracy(c: DigitClassifier, limit: number): Promise<number> 
 }
 
 /** Why a cache file cannot be used as this network, or undefined when it can. */
-function mismatch(ck: Safetensors, store: ParamStore): string | undefined {
-  if (ck.metadata.format !== FORMAT) {
-    return `format ${ck.metadata.format ?? "missing"}, expected ${FORMAT}`;
+function mismatch(ck: Safetensors, store: ParamStore, format: string): string | undefined {
+  if (ck.metadata.format !== format) {
+    return `format ${ck.metadata.format ?? "missing"}, expected ${format}`;
   }
   for (const [name, t] of store.tensors) {
     const saved = ck.tensors[name];
@@ -253,6 +253,37 @@ function mismatch(ck: Safetensors, store: ParamStore): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Loads a cached evaluation network (`format` checkpoint at `path`) into `store`: the checkpoint
+ * when it fits (its tensors then written), else why not (no file, another network). An unreadable
+ * file releases the store and throws, naming `what`.
+ */
+export function loadNetCache(
+  path: string,
+  store: ParamStore,
+  format: string,
+  what: string,
+): { ck?: Safetensors; why: string } {
+  let ck: Safetensors;
+  try {
+    ck = loadCheckpoint(path);
+  } catch (e) {
+    if (!(e instanceof Error && / not found$/.test(e.message))) {
+      store.release();
+      throw new Error(
+        `flowgpu: ${what} cache ${path} is unreadable (delete it to retrain): ${
+          (e as Error).message
+        }`,
+      );
+    }
+    return { why: `no cache at ${path}` };
+  }
+  const bad = mismatch(ck, store, format);
+  if (bad) return { why: `cache ${path} does not fit the network (${bad})` };
+  for (const [name, t] of store.tensors) t.write(ck.tensors[name].data);
+  return { ck, why: "" };
 }
 
 /** The training recipe `opts` asks for: the defaults overridden by what it sets. */
@@ -293,28 +324,11 @@ export async function digitClassifier(opts: DigitClassifierOptions = {}): Promis
   store.layout();
   let why = "no cache";
   if (path) {
-    let ck: Safetensors | undefined;
-    try {
-      ck = loadCheckpoint(path);
-    } catch (e) {
-      if (!(e instanceof Error && / not found$/.test(e.message))) {
-        store.release();
-        throw new Error(
-          `flowgpu: digit classifier cache ${path} is unreadable (delete it to retrain): ${
-            (e as Error).message
-          }`,
-        );
-      }
-      why = `no cache at ${path}`;
+    const c = loadNetCache(path, store, FORMAT, "digit classifier");
+    if (c.ck) {
+      return new DigitClassifier(store, net, cfg, Number(c.ck.metadata.test_accuracy), path);
     }
-    if (ck) {
-      const bad = mismatch(ck, store);
-      if (!bad) {
-        for (const [name, t] of store.tensors) t.write(ck.tensors[name].data);
-        return new DigitClassifier(store, net, cfg, Number(ck.metadata.test_accuracy), path);
-      }
-      why = `cache ${path} does not fit the network (${bad})`;
-    }
+    why = c.why;
   }
   log(`digits: training the evaluation classifier (${why}): ${JSON.stringify(cfg)}`);
   const t0 = performance.now();

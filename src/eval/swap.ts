@@ -25,11 +25,11 @@ import { add, relu } from "../ops/elementwise.ts";
 import { reshape, sliceChannels } from "../ops/shape.ts";
 import { backward, clearTape, noGrad } from "../ops/tape.ts";
 import { Tensor } from "../ops/tensor.ts";
-import { loadCheckpoint, saveCheckpoint } from "../train/checkpoint.ts";
+import { saveCheckpoint } from "../train/checkpoint.ts";
 import { imageGrid } from "../train/png.ts";
-import type { NamedTensor, Safetensors } from "../train/safetensors.ts";
+import type { NamedTensor } from "../train/safetensors.ts";
 import { Rng } from "../util/rng.ts";
-import { configHash, type DigitClassifier, digitClassifier } from "./digits.ts";
+import { configHash, type DigitClassifier, digitClassifier, loadNetCache } from "./digits.ts";
 import {
   logisticProbe,
   type MigEncoder,
@@ -411,29 +411,12 @@ export async function factorClassifier(
     }`;
   let why = "no cache";
   if (path) {
-    let ck: Safetensors | undefined;
-    try {
-      ck = loadCheckpoint(path);
-    } catch (e) {
-      if (!(e instanceof Error && / not found$/.test(e.message))) {
-        store.release();
-        throw new Error(
-          `flowgpu: factor classifier cache ${path} is unreadable (delete it to retrain): ${
-            (e as Error).message
-          }`,
-        );
-      }
-      why = `no cache at ${path}`;
+    const c = loadNetCache(path, store, FACTOR_FORMAT, "factor classifier");
+    if (c.ck) {
+      const acc = JSON.parse(c.ck.metadata.test_accuracy ?? "[]") as number[];
+      return new FactorNetClassifier(store, net, shape, acc, describe(acc));
     }
-    if (ck) {
-      const bad = cacheMismatch(ck, store);
-      if (!bad) {
-        for (const [name, t] of store.tensors) t.write(ck.tensors[name].data);
-        const acc = JSON.parse(ck.metadata.test_accuracy ?? "[]") as number[];
-        return new FactorNetClassifier(store, net, shape, acc, describe(acc));
-      }
-      why = `cache ${path} does not fit the network (${bad})`;
-    }
+    why = c.why;
   }
   log(`factors: training the ${data.name} evaluation classifier (${why}): ${JSON.stringify(cfg)}`);
   const t0 = performance.now();
@@ -458,20 +441,6 @@ export async function factorClassifier(
     log(`factors: cached in ${path}`);
   }
   return new FactorNetClassifier(store, net, shape, acc, describe(acc));
-}
-
-function cacheMismatch(ck: Safetensors, store: ParamStore): string | undefined {
-  if (ck.metadata.format !== FACTOR_FORMAT) {
-    return `format ${ck.metadata.format ?? "missing"}, expected ${FACTOR_FORMAT}`;
-  }
-  for (const [name, t] of store.tensors) {
-    const saved = ck.tensors[name];
-    if (!saved) return `no tensor ${name}`;
-    if (saved.shape.join(",") !== t.shape.join(",")) {
-      return `${name} has shape [${saved.shape}], the network needs [${t.shape}]`;
-    }
-  }
-  return undefined;
 }
 
 async function trainFactorNet(
