@@ -5,6 +5,7 @@
 // give finite values under the same keys, and each route decodes frame k from its own factors;
 // training time from metrics.jsonl; the reenact strip of a saved run and its errors; the table of
 // fake eval.json files in the paper's row order with its numbers and time ratios.
+import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
 import "./setup.ts";
 import { join } from "node:path";
@@ -451,4 +452,18 @@ Deno.test("copyReenactor: 'identity' repeats each identity frame over the clip, 
   assert.deepEqual(cp.map((x) => x.length), [3 * d, 3 * d]);
   assert.deepEqual(cp[1], source);
   assert.notEqual(cp[1], source, "a copy, not the caller's buffer");
+});
+
+Deno.test("reenact --floor refuses a training run's folder", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "config.json"), "{}");
+    await assert.rejects(
+      () => reenactCommand(["--floor", "identity", "--out", dir]),
+      /holds a training run \(config\.json\)/,
+    );
+    assert.ok(!existsSync(join(dir, "eval.json")), "nothing written");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

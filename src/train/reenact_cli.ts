@@ -4,6 +4,7 @@
 // writes a PNG strip: the source clip, the rendered ground truth (the identity with the source's
 // mouth), the reenactment; the identity frame heads the last two rows. Prints PSNR and SSIM of the
 // reenactment against the ground truth (src/eval/reenact.ts).
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
   type SynthLips,
@@ -201,6 +202,12 @@ async function floorCommand(v: Record<string, unknown>): Promise<void> {
   const out = String(v.out);
   if (!out) {
     throw new Error("flowgpu: reenact: --floor needs --out DIR (the folder of its eval.json)");
+  }
+  // A floor folder holds only a floor's eval.json: never write into a training run's folder.
+  for (const f of ["config.json", "checkpoint.safetensors"]) {
+    if (existsSync(join(out, f))) {
+      throw new Error(`flowgpu: reenact: --out ${out} holds a training run (${f}); choose another`);
+    }
   }
   const what = v.floor as "identity" | "source";
   const set = await synthLips({
