@@ -1,4 +1,4 @@
-// The default Glow task built for a bench, with `--flags` on top of its defaults: the session
+// A training task built for a bench, with `--flags` on top of its defaults: the session
 // after data-dependent init, and a step that waits for the GPU.
 import { sync } from "../src/gpu/encoder.ts";
 import { initGpu } from "../src/gpu/mod.ts";

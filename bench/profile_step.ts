@@ -1,36 +1,32 @@
-// Per-kernel GPU time of one Glow training step (timestamp queries, see src/gpu/profile.ts).
-//   deno run -A bench/profile_step.ts [--width 64] [--depth 8] [--levels 3] [--batch 32] [--top 30]
+// Per-kernel GPU time of one training step of any task (timestamp queries, see src/gpu/profile.ts).
+//   deno run -A bench/profile_step.ts [--top 30] [-- <train flags>]
+// Without train flags it profiles the default Glow step at width 64, depth 8, 3 levels, batch 32;
+// e.g. `-- --model funs --data chc` profiles the FUNS step.
 import { parseArgs } from "node:util";
 import { enableProfiling, profileReport, resetProfile } from "../src/gpu/mod.ts";
 import { glowSession } from "./glow_session.ts";
 
+const split = Deno.args.indexOf("--");
+const own = split < 0 ? Deno.args : Deno.args.slice(0, split);
+const train = split < 0 ? [] : Deno.args.slice(split + 1);
 const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    width: { type: "string", default: "64" },
-    depth: { type: "string", default: "8" },
-    levels: { type: "string", default: "3" },
-    batch: { type: "string", default: "32" },
-    top: { type: "string", default: "30" },
-    help: { type: "boolean", short: "h" },
-  },
+  args: own,
+  options: { top: { type: "string", default: "30" }, help: { type: "boolean", short: "h" } },
 });
 if (values.help) {
-  console.log(
-    "usage: deno run -A bench/profile_step.ts [--width N] [--depth K] [--levels L] [--batch N] [--top N]",
-  );
+  console.log("usage: deno run -A bench/profile_step.ts [--top N] [-- <deno task train flags>]");
   Deno.exit(0);
 }
-const { s, step } = await glowSession([
-  ...["--width", values.width!, "--depth", values.depth!, "--levels", values.levels!],
-  ...["--batch", values.batch!, "--train-limit", "2000"],
-]);
-const cfg = s.cfg;
+const flags = train.length > 0 ? train : [
+  ...["--width", "64", "--depth", "8", "--levels", "3", "--batch", "32", "--train-limit", "2000"],
+];
+const { s, step } = await glowSession(flags);
+const batch = (s.cfg as { batch: number }).batch;
 await step();
 let t0 = performance.now();
 await step();
 const ms = performance.now() - t0;
-console.log(`step: ${ms.toFixed(0)} ms, ${(cfg.batch / ms * 1000).toFixed(1)} images/s`);
+console.log(`step: ${ms.toFixed(0)} ms, ${(batch / ms * 1000).toFixed(1)} examples/s`);
 enableProfiling();
 resetProfile();
 t0 = performance.now();
