@@ -2,7 +2,8 @@
 // several runs into one results table, Markdown and JSON, in the shape of a paper's table, with
 // the paper's own numbers beside ours where the spec gives them. A layout (the `layouts`
 // registry) says which runs make which row, which columns to show, and the paper's rows; another
-// paper's table is one more entry. Implemented: Table I of Chien & Huang (af-mi-flow.md §6.3).
+// paper's table is one more entry. Implemented: Table I of Chien & Huang (af-mi-flow.md §6.3),
+// and `shapes`: the disentangling VAEs against the plain VAE on Shapes2.5D (issue 10).
 import { dirname, join } from "node:path";
 import { helpSection, parseFlags } from "./flags.ts";
 
@@ -14,6 +15,8 @@ export interface EvalDoc {
   step: number;
   metrics: Record<string, number | string | null>;
   config: Record<string, unknown>;
+  /** The final metrics.jsonl line's train_minutes, when the run folder has one (readEval). */
+  trainMinutes?: number;
 }
 
 /** A value with an optional ± (both NaN-free when present). */
@@ -31,6 +34,8 @@ export interface Column {
   stdDigits?: number;
   /** The cell of a run; `ctx` has what is shared by all rows (the baseline's time). */
   value(doc: EvalDoc, ctx: TableContext): Cell | undefined;
+  /** A text column's cell (a name, a verdict), shown instead of `value`'s number. */
+  text?(doc: EvalDoc, ctx: TableContext): string | undefined;
   /** Printed after the number (e.g. "×"). */
   suffix?: string;
 }
@@ -43,8 +48,16 @@ export interface PaperRow {
   values: Record<string, Cell>;
 }
 
+/** What a layout works out from all its runs before it makes rows (`Layout.context`). */
+export interface SharedContext {
+  /** The factor the table compares on (shapes: --factor, else the labelled runs' factor). */
+  factor?: string;
+  /** The run the other rows are checked against (shapes: the plain VAE). */
+  reference?: EvalDoc;
+}
+
 /** What all rows of a table share. */
-export interface TableContext {
+export interface TableContext extends SharedContext {
   /** Training seconds of the time baseline (NaN when there is none). */
   baselineSeconds: number;
 }
@@ -53,13 +66,25 @@ export interface TableContext {
 export interface Layout {
   name: string;
   title: string;
-  /** A run's row key and label, or null when the run has no place in this table. */
-  row(model: string, config: Record<string, unknown>): { key: string; label: string } | null;
+  /**
+   * A run's row key and label, or null when the run has no place in this table; `doc` and
+   * `shared` are there for a run's own row (a paper row's key is computed without them).
+   */
+  row(
+    model: string,
+    config: Record<string, unknown>,
+    doc?: EvalDoc,
+    shared?: SharedContext,
+  ): { key: string; label: string } | null;
   columns: Column[];
   paperColumns: Omit<Column, "value">[];
   paperRows: PaperRow[];
   /** The run whose time is 1× (among the table's runs), if the layout has one. */
   baseline?(rows: { key: string; doc: EvalDoc }[]): EvalDoc | undefined;
+  /** What its rows share beyond the time baseline, from all the runs, with notes about it. */
+  context?(docs: EvalDoc[], o: { factor?: string }): SharedContext & { notes: string[] };
+  /** What the runs must agree on to compare (a note names each that differs). */
+  protocol?: { name: string; of(doc: EvalDoc): unknown }[];
   /** Lines printed under the table. */
   notes: string[];
 }
@@ -72,6 +97,8 @@ export interface TableRow {
   run: string;
   step: number | null;
   values: Record<string, Cell | null>;
+  /** Cells of the text columns (only in layouts that have any). */
+  text?: Record<string, string | null>;
   paper: Record<string, Cell> | null;
 }
 
@@ -263,10 +290,235 @@ const table1: Layout = {
   ],
 };
 
+// ---- Shapes2.5D: the disentangling VAEs against the plain VAE (issue 10) --------------------
+
+/** The factor Lr-LiVAE and the plain VAE default to, and the issue's comparison factor. */
+const SHAPES_FACTOR = "object_hue";
+
+const nonEmpty = (v: unknown) => (typeof v === "string" && v ? v : undefined);
+
+/**
+ * The labelled factors of a disentangler's run: Lr-LiVAE's label, CMI-VAE's specified factor,
+ * DisUnknown's --labelled list (when empty, every factor not --unknown: its leak_<f>_chance keys
+ * name them); [] for other models (the plain VAE has none).
+ */
+export function labelledFactors(doc: EvalDoc): string[] {
+  const m = doc.metrics, c = doc.config;
+  const first = (...vs: unknown[]) => vs.map(nonEmpty).filter((v) => v !== undefined).slice(0, 1);
+  if (doc.model === "lrlivae") return first(m.label, c.label) as string[];
+  if (doc.model === "cmivae") return first(m.specified, c.label, c.specified) as string[];
+  if (doc.model === "disunknown") {
+    const given = String(c.labelled ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    if (given.length) return given;
+    return Object.keys(m).flatMap((k) => /^leak_(.+)_chance$/.exec(k)?.[1] ?? []);
+  }
+  return [];
+}
+
+/** The factor a run's row is about: the compared one for the VAE, else its (first) label. */
+function rowFactor(doc: EvalDoc, shared: SharedContext): string | undefined {
+  if (doc.model === "vae") return shared.factor;
+  const labels = labelledFactors(doc);
+  return shared.factor && labels.includes(shared.factor) ? shared.factor : labels[0];
+}
+
+/** A run's figures for factor `f`: MIG of the labelled factor, leakage accuracy and chance. */
+export function shapesFigures(
+  doc: EvalDoc,
+  f: string | undefined,
+): { mig?: number; leak?: number; chance?: number } {
+  if (f === undefined) return {};
+  const m = doc.metrics;
+  // One labelled code: MIG_lab is its factor's gap; with several, that factor's own gap.
+  const mig = doc.model === "vae" || labelledFactors(doc).length > 1 ? m[`mig_${f}`] : m.mig_lab;
+  const [leak, chance] = doc.model === "lrlivae" || doc.model === "cmivae"
+    ? [m.leak_acc, m.leak_chance]
+    : [m[`leak_${f}`], m[`leak_${f}_chance`]];
+  return { mig: num(mig), leak: num(leak), chance: num(chance) };
+}
+
+/** (accuracy − chance) / (1 − chance), as leakageProbe normalises it. */
+const leakNorm = (leak?: number, chance?: number) =>
+  leak === undefined || chance === undefined
+    ? undefined
+    : chance < 1
+    ? (leak - chance) / (1 - chance)
+    : 0;
+
+/**
+ * The shapes check of a run: "yes" when its MIG is higher and its normalised leakage lower than
+ * the reference VAE's for the run's factor, else "no (...)" naming what fails; "reference" on the
+ * VAE's own row; a "?" saying which figure is missing; undefined without a reference or factor.
+ */
+export function shapesCheck(doc: EvalDoc, shared: SharedContext): string | undefined {
+  const ref = shared.reference, f = rowFactor(doc, shared);
+  if (!ref || f === undefined) return undefined;
+  if (doc === ref) return "reference";
+  const a = shapesFigures(doc, f), b = shapesFigures(ref, f);
+  const na = leakNorm(a.leak, a.chance), nb = leakNorm(b.leak, b.chance);
+  const missing = (who: string, fig: { mig?: number }, norm?: number) =>
+    [fig.mig === undefined ? "MIG" : "", norm === undefined ? "leakage" : ""].filter(Boolean)
+      .map((w) => `${who} ${w}`);
+  const lacks = [...missing("VAE:", b, nb), ...missing("run:", a, na)];
+  if (lacks.length) return `? (no ${lacks.join(", ")} for ${f})`;
+  const fails = [a.mig! > b.mig! ? "" : "MIG", na! < nb! ? "" : "leakage"].filter(Boolean);
+  return fails.length ? `no (${fails.join(", ")})` : "yes";
+}
+
+/** The shapes layout's row: model name, its variant, and the factor. */
+export function shapesRow(
+  model: string,
+  c: Record<string, unknown>,
+  doc?: EvalDoc,
+  shared: SharedContext = {},
+): { key: string; label: string } | null {
+  const f = doc ? rowFactor(doc, shared) : undefined;
+  const make = (name: string, parts: string[]) => {
+    const all = [...parts, ...(f === undefined ? [] : [f])];
+    const label = all.length ? `${name} (${all.join(", ")})` : name;
+    return { key: `${model}|${label}`, label };
+  };
+  if (model === "vae") {
+    const beta = Number(c.beta ?? 1);
+    const parts = [`${Number(c.latents ?? 10)} latents`];
+    return beta === 1 ? make("VAE", parts) : make("β-VAE", [`β = ${beta}`, ...parts]);
+  }
+  if (model === "lrlivae") {
+    if (c.variant === "cvaegan") return make("cVAE-GAN", []);
+    const gan = c.gan === false ? ["no GAN"] : [];
+    return make("Lr-LiVAE", [`z_s ${Number(c.zs ?? 4)} + z_u ${Number(c.zu ?? 6)}`, ...gan]);
+  }
+  if (model === "disunknown") {
+    const off = [
+      ...(c.advR === false ? ["non-adversarial R"] : []),
+      ...(c.match === false ? ["no unknown-code condition"] : []),
+    ];
+    return make("DisUnknown", off);
+  }
+  if (model === "cmivae") return make("CMI-VAE", []);
+  return null;
+}
+
+/** Training minutes of a run: eval.json's train_seconds(_total), else metrics.jsonl's. */
+function trainMinutes(doc: EvalDoc): number | undefined {
+  const s = num(doc.metrics.train_seconds_total) ?? num(doc.metrics.train_seconds);
+  return s === undefined ? doc.trainMinutes : s / 60;
+}
+
+const cell = (
+  v: number | undefined,
+): Cell | undefined => (v === undefined ? undefined : { mean: v });
+const figure = (k: "mig" | "leak" | "chance") => (doc: EvalDoc, ctx: TableContext) =>
+  cell(shapesFigures(doc, rowFactor(doc, ctx))[k]);
+
+const shapes: Layout = {
+  name: "shapes",
+  title: "Shapes2.5D: the labelled factor's MIG and its leakage, each disentangler against the " +
+    "plain VAE of the same size and budget",
+  row: shapesRow,
+  columns: [
+    {
+      id: "factor",
+      header: "labelled factor",
+      digits: 0,
+      value: () => undefined,
+      text: (doc, ctx) => rowFactor(doc, ctx),
+    },
+    { id: "mig", header: "MIG", digits: 3, value: figure("mig") },
+    { id: "leak", header: "leak acc", digits: 3, value: figure("leak") },
+    { id: "leak_chance", header: "chance", digits: 3, value: figure("chance") },
+    {
+      id: "leak_norm",
+      header: "leak norm",
+      digits: 3,
+      value: (doc, ctx) => {
+        const f = shapesFigures(doc, rowFactor(doc, ctx));
+        return cell(leakNorm(f.leak, f.chance));
+      },
+    },
+    { id: "mse", header: "MSE [0,1]", digits: 4, value: metric("mse_01", false) },
+    { id: "steps", header: "steps", digits: 0, value: (doc) => cell(num(doc.config.steps)) },
+    { id: "batch", header: "batch", digits: 0, value: (doc) => cell(num(doc.config.batch)) },
+    {
+      id: "train_minutes",
+      header: "train min",
+      digits: 1,
+      value: (doc) => cell(trainMinutes(doc)),
+    },
+    {
+      id: "check",
+      header: "beats VAE",
+      digits: 0,
+      value: () => undefined,
+      text: (doc, ctx) => shapesCheck(doc, ctx),
+    },
+  ],
+  paperColumns: [],
+  paperRows: [],
+  context(docs, o) {
+    const notes: string[] = [];
+    let factor = o.factor;
+    if (!factor) {
+      const firsts = [
+        ...new Set(
+          docs.filter((d) => d.model !== "vae").flatMap((d) => labelledFactors(d).slice(0, 1)),
+        ),
+      ];
+      factor = firsts[0] ?? SHAPES_FACTOR;
+      if (!firsts.length) {
+        notes.push(`no run with a labelled factor: the VAE row shows ${factor} (--factor F)`);
+      }
+      if (firsts.length > 1) {
+        notes.push(
+          `the runs label different factors (${firsts.join(", ")}): the VAE row shows ${factor}; ` +
+            "each check compares with the VAE's figures for that run's factor",
+        );
+      }
+    }
+    const vaes = docs.filter((d) => d.model === "vae");
+    if (!vaes.length) notes.push("no plain VAE run (--model vae): the check column is empty");
+    if (vaes.length > 1) {
+      notes.push(
+        `${vaes.length} plain VAE runs: every check compares with the first, ${vaes[0].run}`,
+      );
+    }
+    return { factor, reference: vaes[0], notes };
+  },
+  protocol: [
+    { name: "data", of: (d) => d.config.data },
+    { name: "size", of: (d) => d.config.size },
+    { name: "eval_images", of: (d) => d.metrics.eval_images },
+  ],
+  notes: [
+    "Ours only: the papers report no Shapes2.5D numbers, so there are no paper columns.",
+    "MIG: DisUnknown, Lr-LiVAE and CMI-VAE: mig_lab, the §1.9 gap of the labelled code (a run " +
+    "with several labelled factors: mig_<f> of the row's); the plain VAE: mig_<f>, the classic " +
+    "per-dim gap, for the factor compared (--factor, default the labelled runs' factor).",
+    "Leakage: a logistic probe's test accuracy reading the factor from the label-irrelevant code " +
+    "(Lr-LiVAE z_u, CMI-VAE z1, DisUnknown's unknown code: leak_acc or leak_<f>); the plain VAE " +
+    "has none, so its leak_<f> reads the factor from its code without the dim its MIG gives the " +
+    "factor. Lr-LiVAE, CMI-VAE and the VAE fit the probe on training-image codes, DisUnknown on " +
+    "half of the evaluation codes. leak norm = (acc − chance) / (1 − chance).",
+    "beats VAE: yes when the run's MIG is higher and its leak norm lower than the plain VAE's " +
+    "for the run's factor; otherwise what fails.",
+    "MSE on [0, 1] pixels (mse_01); steps and batch as configured (an Lr-LiVAE step is one " +
+    "end-to-end update and n_gm GM updates; DisUnknown's steps cover Stages I, C and II); train " +
+    "min: eval.json's train_seconds(_total), else the final metrics.jsonl line's train_minutes " +
+    "(the last session's wall time, final evaluation included).",
+  ],
+};
+
 /** Every table layout by name: another paper's table is one more entry. */
-export const layouts: Record<string, Layout> = { table1 };
+export const layouts: Record<string, Layout> = { table1, shapes };
 
 // ---- building -------------------------------------------------------------------------------
+
+/** The default protocol: the reenactment evaluation's clips and seeds, and the image side. */
+const PROTOCOL: NonNullable<Layout["protocol"]> = [
+  { name: "eval_clips", of: (d) => d.metrics.eval_clips },
+  { name: "eval_seeds", of: (d) => d.metrics.eval_seeds },
+  { name: "size", of: (d) => d.config.size },
+];
 
 /**
  * The table of `docs` under `layout`: rows in the paper's order (runs of the same row in the
@@ -276,12 +528,18 @@ export const layouts: Record<string, Layout> = { table1 };
 export function buildTable(
   layout: Layout,
   docs: EvalDoc[],
-  o: { allPaperRows?: boolean; baseline?: string } = {},
+  o: { allPaperRows?: boolean; baseline?: string; factor?: string } = {},
 ): Table {
   const rows: { key: string; label: string; doc: EvalDoc }[] = [];
   const notes = [...layout.notes];
+  let shared: SharedContext = {};
+  if (layout.context) {
+    const { notes: more, ...rest } = layout.context(docs, { factor: o.factor });
+    shared = rest;
+    notes.push(...more);
+  } else if (o.factor) notes.push(`--factor ${o.factor}: ${layout.name} has no use for it`);
   for (const doc of docs) {
-    const r = layout.row(doc.model, doc.config ?? {});
+    const r = layout.row(doc.model, doc.config ?? {}, doc, shared);
     if (!r) {
       notes.push(`${doc.run}: a '${doc.model}' run has no row in ${layout.name}; left out`);
       continue;
@@ -296,7 +554,8 @@ export function buildTable(
     }
   } else base = layout.baseline?.(rows);
   const baseSeconds = base ? num(base.metrics.train_seconds_total) ?? NaN : NaN;
-  const ctx: TableContext = { baselineSeconds: baseSeconds };
+  const ctx: TableContext = { ...shared, baselineSeconds: baseSeconds };
+  const texts = layout.columns.filter((c) => c.text);
   const paperKeys = layout.paperRows.map((pr) =>
     pr.run ? layout.row(pr.run.model, pr.run.config)?.key : undefined
   );
@@ -308,6 +567,9 @@ export function buildTable(
       run: r.doc.run,
       step: r.doc.step ?? null,
       values: Object.fromEntries(layout.columns.map((c) => [c.id, c.value(r.doc, ctx) ?? null])),
+      ...(texts.length
+        ? { text: Object.fromEntries(texts.map((c) => [c.id, c.text!(r.doc, ctx) ?? null])) }
+        : {}),
       paper: pi < 0 ? null : layout.paperRows[pi].values,
     };
     return { order: pi < 0 ? layout.paperRows.length : pi, i, row };
@@ -318,20 +580,19 @@ export function buildTable(
       const key = paperKeys[i] ?? `paper|${pr.label}`;
       if (seen.has(key)) return;
       const values = Object.fromEntries(layout.columns.map((c) => [c.id, null]));
+      const text = texts.length ? { text: Object.fromEntries(texts.map((c) => [c.id, null])) } : {};
       entries.push({
         order: i,
         i: -1,
-        row: { label: pr.label, key, run: "", step: null, values, paper: pr.values },
+        row: { label: pr.label, key, run: "", step: null, values, ...text, paper: pr.values },
       });
     });
   }
   const out = entries.sort((a, b) => a.order - b.order || a.i - b.i).map((e) => e.row);
   // Rows compare only under one protocol: say where the runs' evaluations differ.
-  for (const k of ["eval_clips", "eval_seeds", "size"]) {
-    const vals = new Set(
-      rows.map((r) => String(k === "size" ? r.doc.config.size : r.doc.metrics[k])),
-    );
-    if (vals.size > 1) notes.push(`the runs differ in ${k}: ${[...vals].join(", ")}`);
+  for (const p of layout.protocol ?? PROTOCOL) {
+    const vals = new Set(rows.map((r) => String(p.of(r.doc))));
+    if (vals.size > 1) notes.push(`the runs differ in ${p.name}: ${[...vals].join(", ")}`);
   }
   if (!base && layout.baseline) notes.push("no time baseline among the runs: time left empty");
   return {
@@ -366,7 +627,7 @@ export function toMarkdown(t: Table, layout: Layout = layouts[t.layout]): string
       r.label,
       r.run ? r.run.split("/").filter(Boolean).at(-1)! : "(paper)",
       r.step === null ? "" : String(r.step),
-      ...layout.columns.map((c) => fmtCell(r.values[c.id], c)),
+      ...layout.columns.map((c) => (c.text ? r.text?.[c.id] ?? "–" : fmtCell(r.values[c.id], c))),
       ...layout.paperColumns.map((c) => fmtCell(r.paper?.[c.id], c)),
     ];
     lines.push(`| ${cells.join(" | ")} |`);
@@ -437,7 +698,34 @@ export function readEval(run: string): EvalDoc {
   if (typeof doc?.model !== "string" || typeof doc?.metrics !== "object") {
     throw new Error(`flowgpu: table: ${path} is not an eval.json (no model or metrics)`);
   }
-  return { run, model: doc.model, step: doc.step, metrics: doc.metrics, config: doc.config ?? {} };
+  const minutes = finalTrainMinutes(run);
+  return {
+    run,
+    model: doc.model,
+    step: doc.step,
+    metrics: doc.metrics,
+    config: doc.config ?? {},
+    ...(minutes === undefined ? {} : { trainMinutes: minutes }),
+  };
+}
+
+/** train_minutes of the last final line of a run folder's metrics.jsonl (undefined: none). */
+function finalTrainMinutes(run: string): number | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(join(run, "metrics.jsonl"));
+  } catch {
+    return undefined;
+  }
+  let out: number | undefined;
+  for (const line of text.split("\n")) {
+    if (!line.includes('"train_minutes"')) continue;
+    try {
+      const o = JSON.parse(line);
+      if (o?.final === true && typeof o.train_minutes === "number") out = o.train_minutes;
+    } catch { /* a torn last line */ }
+  }
+  return out;
 }
 
 const flags = {
@@ -449,13 +737,19 @@ const flags = {
   out: { default: "", help: "write FILE.md and FILE.json (an .md or .json ending is dropped)" },
   baseline: { default: "", help: "the run whose training time is 1× (default: the layout's)" },
   allPaperRows: { default: false, help: "also list the paper's rows that no run matches" },
+  factor: {
+    default: "",
+    help: "shapes: the factor the plain VAE row is compared on (default: the labelled runs')",
+  },
 };
 
-const USAGE = `usage: deno task table --runs DIR[,DIR...] [--layout table1] [--out FILE]
+const USAGE = `usage: deno task table --runs DIR[,DIR...] [--layout table1|shapes] [--out FILE]
 
 Gathers the eval.json of runs (deno task evaluate --out DIR writes one) into a table in the shape
 of a paper's (rows: models and ablations; our columns, then the paper's numbers where it has that
-row), printed as Markdown and, with --out, written to FILE.md and FILE.json.
+row), printed as Markdown and, with --out, written to FILE.md and FILE.json. --layout shapes: the
+disentangling VAEs (disunknown, lrlivae, cmivae) against the plain VAE (vae) on Shapes2.5D, MIG of
+the labelled factor and leakage, with a check of each against the VAE.
 
 ${helpSection("options", flags)}
 `;
@@ -476,6 +770,7 @@ export function tableCommand(args: string[]): Table | undefined {
   const t = buildTable(layout, docs, {
     allPaperRows: values.allPaperRows as boolean,
     baseline: (values.baseline as string).replace(/\/+$/, "") || undefined,
+    factor: (values.factor as string) || undefined,
   });
   const md = toMarkdown(t, layout);
   console.log(md);

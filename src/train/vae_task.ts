@@ -2,13 +2,15 @@
 // trainer: Shapes2.5D (§4.3, six factors) or real MNIST (§4.1, factor = digit), or any other
 // labelled set. Evaluation on a fixed random subset of the test split, from posterior means:
 // MIG (§5.1 estimator on the GPU), DCI, SAP, reconstruction MSE on both scales (§5.2), KL per code
-// dim, and two kinds of image: reconstructions and latent traversals.
+// dim, leakage probes (the analogue of the disentanglers' "label from the label-irrelevant code",
+// `vaeLeakage`), and two kinds of image: reconstructions and latent traversals.
 import { batchIndices } from "../data/batches.ts";
 import { type Factor, LABELLED_SETS, type LabelledSet, labelledSet } from "../data/labelled.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { dci, sap } from "../eval/disentangle.ts";
 import { migGpu } from "../eval/disentangle_gpu.ts";
 import { MseMeter } from "../eval/recon.ts";
+import { leakageProbe } from "../eval/swap.ts";
 import { Vae } from "../models/vae.ts";
 import { ParamStore } from "../nn/store.ts";
 import { klStdNormal } from "../ops/divergence.ts";
@@ -58,6 +60,12 @@ const flags = {
   trainLimit: { default: 0, help: "use only N training images (0: all)" },
   evalLimit: { default: 2000, gpu: 10000, min: 2, help: "test images for the evaluation" },
   migSamples: { default: 10000, min: 1, help: "MIG estimator samples M per code dim (§5.1)" },
+  probeLimit: {
+    default: 2000,
+    gpu: 10000,
+    min: 10,
+    help: "training images whose codes fit the leakage probes (as lrlivae's)",
+  },
 };
 
 /** The VAE task's config: trainer flags and its own. */
@@ -258,27 +266,38 @@ export class VaeModel implements Model {
   }
 
   /** Posterior means and log-variances of the evaluation subset, and the MSE of decode(mu). */
-  async encodeEval(): Promise<Encoded> {
-    const pos = this.#evalPos, n = pos.length, L = this.cfg.latents;
+  encodeEval(): Promise<Encoded> {
+    return this.encodeSplit(this.data.test, this.#evalPos, true);
+  }
+
+  /** Posterior means and log-variances of `split` at `pos` (with `withMse`, decode(mu)'s MSE). */
+  async encodeSplit(split: VaeSplit, pos: Uint32Array, withMse: boolean): Promise<Encoded> {
+    const n = pos.length, L = this.cfg.latents;
     const nf = this.data.factors.length;
     const mu = new Float32Array(n * L), logvar = new Float32Array(n * L);
     const labels = new Int32Array(n * nf);
     const meter = new MseMeter(true);
     for (let s = 0; s < n; s += CHUNK) {
       const part = pos.subarray(s, Math.min(n, s + CHUNK));
-      const b = this.data.test.batch(part);
+      const b = split.batch(part);
       labels.set(b.labels, s * nf);
       const x = Tensor.from(b.x, this.#shape(part.length));
-      const [m, lv, xhat] = await noGrad(async () => {
+      const res = await noGrad(async () => {
         const q = this.vae.encode(x);
-        return await Tensor.readAll([q.mu, q.logvar, this.vae.decode(q.mu)]);
+        return await Tensor.readAll([q.mu, q.logvar, ...(withMse ? [this.vae.decode(q.mu)] : [])]);
       });
       clearTape();
-      mu.set(m, s * L);
-      logvar.set(lv, s * L);
-      meter.add(b.x, xhat);
+      mu.set(res[0], s * L);
+      logvar.set(res[1], s * L);
+      if (withMse) meter.add(b.x, res[2]);
     }
-    return { mu, logvar, labels, n, mse: meter.result() };
+    return {
+      mu,
+      logvar,
+      labels,
+      n,
+      mse: withMse ? meter.result() : { mse01: NaN, mseSigned: NaN },
+    };
   }
 
   async evaluate({ final }: { final: boolean }): Promise<Evaluation> {
@@ -295,7 +314,12 @@ export class VaeModel implements Model {
       eval_images: e.n,
     };
     kl.forEach((v, k) => (metrics[`kl_d${k}`] = v));
-    if (final) Object.assign(metrics, await this.disentanglement(e));
+    if (final) {
+      const d = await this.disentanglement(e);
+      Object.assign(metrics, d);
+      const dims = this.data.factors.map((f) => d[`mig_${f.name}_dim`] as number);
+      Object.assign(metrics, await this.leakage(e, dims));
+    }
     const images: Record<string, Uint8Array> = {};
     if (final) {
       images.reconstructions = await this.reconGrid();
@@ -320,22 +344,17 @@ export class VaeModel implements Model {
       factors.map((f, k) => ({ name: f.name, labels: column(k), encoder: "z" })),
       { samples: this.cfg.migSamples, seed: 1 },
     );
-    const info = r.encoders[0].info.info;
+    const picks = migPicks(r.encoders[0].info.info, nf, L);
     const unknown = this.cfg.unknown ? factorIndex(this.data, this.cfg.unknown) : -1;
     let all = 0, lab = 0;
     factors.forEach((f, k) => {
-      let a = -Infinity, b = L > 1 ? -Infinity : 0, at = 0;
-      for (let d = 0; d < L; d++) {
-        const v = info[k * L + d];
-        if (v > a) [a, b, at] = [v, a, d];
-        else if (v > b) b = v;
-      }
-      out[`mig_${f.name}`] = a - b;
+      const { dim, info, gap } = picks[k];
+      out[`mig_${f.name}`] = gap;
       // The best dim's normalised information: is the factor in the code at all?
-      out[`mig_${f.name}_info`] = a;
-      out[`mig_${f.name}_dim`] = at;
-      all += a - b;
-      if (k !== unknown) lab += a - b;
+      out[`mig_${f.name}_info`] = info;
+      out[`mig_${f.name}_dim`] = dim;
+      all += gap;
+      if (k !== unknown) lab += gap;
     });
     out.mig_all = all / nf;
     out.mig_lab = nf > (unknown >= 0 ? 1 : 0) ? lab / (nf - (unknown >= 0 ? 1 : 0)) : NaN;
@@ -363,6 +382,28 @@ export class VaeModel implements Model {
     out.sap = sap(e.mu, L, labels).score;
     out.dci_sap_factors = names;
     return out;
+  }
+
+  /**
+   * The leakage probes of `vaeLeakage` on the evaluation codes `e`, fitted on the posterior means
+   * of `probeLimit` training images (the same seeded subset as lrlivae's, so that both probes fit
+   * the same images), each factor without the dim `dims[k]` its MIG picked.
+   */
+  async leakage(e: Encoded, dims: number[]): Promise<Record<string, number | string>> {
+    const n = Math.min(this.cfg.probeLimit, this.data.train.count);
+    const pos = new Rng(0x9e0b).permutation(this.data.train.count).subarray(0, n);
+    const t = await this.encodeSplit(this.data.train, pos, false);
+    return {
+      ...vaeLeakage(
+        { codes: t.mu, labels: t.labels },
+        { codes: e.mu, labels: e.labels },
+        this.cfg.latents,
+        this.data.factors,
+        dims,
+      ),
+      // MNIST under `evaluate` loads its test split only (vaeData): the probe then fits test codes.
+      leak_probe_split: this.data.train === this.data.test ? "test" : "train",
+    };
   }
 
   /** Evaluation images as a grid: rows of 8 inputs, each above its reconstruction from mu. */
@@ -444,6 +485,99 @@ function factorIndex(data: VaeData, name: string): number {
     );
   }
   return k;
+}
+
+/** The dim the classic per-dim MIG gives a factor: its most informative one. */
+export interface MigPick {
+  /** The code dim with the most normalised information about the factor (ties: the lower). */
+  dim: number;
+  /** That dim's normalised information Î. */
+  info: number;
+  /** MIG's gap: `info` minus the runner-up dim's (a one-dim code: `info` itself). */
+  gap: number;
+}
+
+/** Per factor, the classic MIG's pick from normalised information `info` [factors, dims]. */
+export function migPicks(info: ArrayLike<number>, factors: number, dims: number): MigPick[] {
+  if (info.length !== factors * dims || dims < 1) {
+    throw new Error(`flowgpu: migPicks: ${info.length} values are not ${factors} x ${dims}`);
+  }
+  return Array.from({ length: factors }, (_, k) => {
+    const row = Array.from({ length: dims }, (_, d) => info[k * dims + d]);
+    let at = 0;
+    for (let d = 1; d < dims; d++) if (row[d] > row[at]) at = d;
+    // The runner-up; a one-dim code has none, and its gap is the information itself.
+    const next = dims > 1 ? Math.max(...row.filter((_, d) => d !== at)) : 0;
+    return { dim: at, info: row[at], gap: row[at] - next };
+  });
+}
+
+/** Codes [n, dim] without column `drop`: [n, dim - 1]. */
+export function withoutDim(codes: ArrayLike<number>, dim: number, drop: number): Float64Array {
+  const n = codes.length / dim;
+  if (!Number.isInteger(n) || !(Number.isInteger(drop) && drop >= 0 && drop < dim)) {
+    throw new Error(`flowgpu: withoutDim: dim ${drop} of ${codes.length} values in rows of ${dim}`);
+  }
+  const out = new Float64Array(n * (dim - 1));
+  for (let i = 0; i < n; i++) {
+    for (let d = 0, o = 0; d < dim; d++) {
+      if (d !== drop) out[i * (dim - 1) + o++] = codes[i * dim + d];
+    }
+  }
+  return out;
+}
+
+/** Codes with all their factors: `codes` [n, dim], `labels` [n, factors]. */
+export interface LabelledCodes {
+  codes: ArrayLike<number>;
+  labels: ArrayLike<number>;
+}
+
+/**
+ * The plain VAE's leakage, its analogue of the disentanglers' probe of the label-irrelevant code
+ * (swap.ts): a VAE has no such code, so for factor f the rest of the code is the code without the
+ * one dim that carries most information about f (`dims[k]`: the dim its classic per-dim MIG picks,
+ * the VAE's code of f). leak_<f> is the test accuracy of `leakageProbe` (logistic, lrlivae's
+ * options: the defaults) reading f from that rest, fitted on `train` and scored on `test`, with
+ * leak_<f>_chance and leak_<f>_norm ((acc − chance) / (1 − chance)); probe_all_<f> is the same
+ * probe on the whole code, the ceiling (a VAE whose f sits in its one dim scores leak_<f> near
+ * chance and probe_all_<f> near 1). With one code dim there is no rest: no leak_ keys.
+ */
+export function vaeLeakage(
+  train: LabelledCodes,
+  test: LabelledCodes,
+  dim: number,
+  factors: readonly Factor[],
+  dims: readonly number[],
+): Record<string, number> {
+  const nf = factors.length;
+  if (dims.length !== nf) {
+    throw new Error(`flowgpu: vaeLeakage: ${dims.length} dims for ${nf} factors`);
+  }
+  const column = (s: LabelledCodes, k: number) =>
+    Int32Array.from({ length: s.labels.length / nf }, (_, i) => s.labels[i * nf + k]);
+  const out: Record<string, number> = {};
+  factors.forEach((f, k) => {
+    const tr = column(train, k), te = column(test, k);
+    const all = leakageProbe(
+      { codes: train.codes, labels: tr },
+      { codes: test.codes, labels: te },
+      dim,
+    );
+    out[`probe_all_${f.name}`] = all.accuracy;
+    out[`probe_all_${f.name}_norm`] = all.normalized;
+    if (dim < 2) return;
+    const rest = leakageProbe(
+      { codes: withoutDim(train.codes, dim, dims[k]), labels: tr },
+      { codes: withoutDim(test.codes, dim, dims[k]), labels: te },
+      dim - 1,
+    );
+    out[`leak_${f.name}`] = rest.accuracy;
+    out[`leak_${f.name}_chance`] = rest.chance;
+    out[`leak_${f.name}_norm`] = rest.normalized;
+  });
+  out.leak_probe_n = train.labels.length / nf;
+  return out;
 }
 
 /** Mean over samples of KL(N(mu, e^logvar) || N(0, 1)) per dim, in f64. */
