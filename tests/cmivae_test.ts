@@ -204,7 +204,9 @@ function make(cfg: CmiVaeConfig, seed = 2) {
 
 Deno.test("cmivae: each term of the objective equals its definition; L_D and f_φ's loss too", async () => {
   for (const categorical of [false, true]) {
-    const cfg = { ...CFG, categorical, feature: categorical ? 4 : 3 };
+    // A pixel weight (a set below its own side) scales L_rec's pixel sum.
+    const pw = categorical ? 1 : 2.5;
+    const cfg = { ...CFG, categorical, feature: categorical ? 4 : 3, pixelWeight: pw };
     const { store, m } = make(cfg);
     await perturb(store, 3, 0.2);
     const b = batch(cfg);
@@ -216,12 +218,12 @@ Deno.test("cmivae: each term of the objective equals its definition; L_D and f_�
         Tensor.from(b.eps2, [N, cfg.z2]),
       ]);
       const qout = m.q!.apply(l.z1, l.fusions);
-      const fp = m.fphi.apply(l.fusions);
+      const fp = m.fphi!.apply(l.fusions);
       const dFake = m.disc!.apply(l.z2t, l.fusions);
       const dReal = m.disc!.apply(l.z2, l.recons);
       const ld = m.discLoss(stackRows([l.z2, l.z2t]), stackRows([l.recons, l.fusions]));
       const lfphi = m.featureLoss(xt(), ft(), b.classes);
-      const fReal = m.fphi.apply(xt());
+      const fReal = m.fphi!.apply(xt());
       return Tensor.readAll([
         ...[l.loss, l.recon, l.kl1, l.kl2, l.lf1!, l.lf2!, l.gan!, l.recons, l.fusions],
         ...[l.z1, l.z2, l.z2t, l.q1.mu, l.q1.logvar, l.q2.mu, l.q2.logvar, qout, fp],
@@ -280,7 +282,7 @@ Deno.test("cmivae: each term of the objective equals its definition; L_D and f_�
     const label = categorical ? "categorical" : "continuous";
     assertClose(
       [recon[0], kl1[0], kl2[0], lf1[0], lf2[0], gan[0], ld[0], lfphi[0]],
-      [sse / N, kl(mu1, lv1), kl(mu2, lv2), q2 / (2 * N), f2, ganRef, ldRef, fphiRef],
+      [pw * sse / N, kl(mu1, lv1), kl(mu2, lv2), q2 / (2 * N), f2, ganRef, ldRef, fphiRef],
       { rtol: 2e-5, atol: 1e-6, label: `${label}: terms` },
     );
     const [l1, l2, l3, l4] = m.lambda;
@@ -578,7 +580,7 @@ Deno.test("cmivae task: a tiny run lowers f_φ's and the main losses, writes eva
   const keys = [
     ...["mse_01", "mse_pm1", "test_kl1", "test_kl2", "mig_lab", "mig_all", "mig_spec"],
     ...["mig_hue", "mig_digit", "swap_acc", "swap_acc_hue", "swap_ignored_hue", "swap_kept_hue"],
-    ...["swap_chance", "leak_acc", "leak_chance", "leak_normalized", "probe_z1_digit_acc"],
+    ...["swap_chance", "leak_acc", "leak_chance", "leak_norm", "probe_z1_digit_acc"],
     ...["fphi_swap_err", "fphi_real_err", "colour_swap_err", "colour_swap_hue_acc"],
     ...["judge_real_acc_hue", "judge_real_acc_digit"],
   ];
@@ -599,6 +601,121 @@ Deno.test("cmivae task: a tiny run lowers f_φ's and the main losses, writes eva
   Deno.removeSync(dir, { recursive: true });
 });
 
+const SHAPES = [
+  ...["--model", "cmivae", "--data", "shapes2.5d", "--size", "16", "--width", "2"],
+  ...["--batch", "8", "--train-limit", "256", "--steps", "6", "--warmup", "2", "--lr", "2e-3"],
+  ...["--sample-every", "0", "--eval-every", "0", "--eval-limit", "60", "--probe-train", "60"],
+  ...["--swap-pairs", "40", "--judge-steps", "30", "--mig-samples", "300"],
+];
+
+Deno.test("cmivae task: on shapes2.5d the one-hot feature is the label column; no f_φ; z2 4 + z1 6 at width 8; the main loss falls on a fixed batch", async () => {
+  // Defaults: the plain VAE's 10 code dims and width, and the pixel weight of a 16 px image.
+  const d = parseTrain(["--model", "cmivae", "--data", "shapes2.5d", "--size", "16"]);
+  const dm = await d.task.build(d.cfg, "train") as CmiVaeModel;
+  assert.deepEqual([dm.cmi.cfg.z2, dm.cmi.cfg.z1, dm.cmi.cfg.width], [4, 6, 8]);
+  assert.equal(dm.cmi.pixelWeight, 16);
+  dm.release();
+  dm.store.release();
+
+  const { task, cfg } = parseTrain(SHAPES);
+  const s = new Session(task, cfg, await task.build(cfg, "train"));
+  const model = s.model as CmiVaeModel;
+  assert.equal(model.data.name, "shapes2.5d");
+  assert.equal(model.data.size, 16);
+  assert.equal(model.data.train.count, 256);
+  assert.equal(model.data.factors[model.spec].name, "object_hue");
+  assert.equal(model.data.factors[model.kept].name, "shape");
+  assert.deepEqual(s.model.store.groups().map((g) => g.name).sort(), [
+    "disc",
+    "enc1",
+    "enc2",
+    "gen",
+    "q",
+  ]);
+  assert.equal(model.cmi.fphi, undefined);
+  assert.equal(model.cmi.terms, "f1");
+  assert.equal(model.fphiSteps, 0);
+  assert.deepEqual([...s.optimizers.keys()].sort(), ["disc", "main"]);
+  assert.deepEqual(s.model.updates(0).map((u) => u.optimizer), ["main", "disc"]);
+
+  // f(x): one 1 per row, at the image's object hue (factor column 2).
+  const nf = model.data.factors.length, n = 8, k = 10;
+  const pos = Uint32Array.from({ length: n }, (_, i) => 31 * i);
+  const b = model.data.train.batch(pos);
+  const f = model.features(b.labels, b.rgb, n);
+  assert.equal(f.length, n * k);
+  const hues = Array.from({ length: n }, (_, i) => b.labels[i * nf + 2]);
+  assert.ok(new Set(hues).size > 1, `several hues: ${hues}`);
+  for (let i = 0; i < n; i++) {
+    const row = Array.from(f.subarray(i * k, (i + 1) * k));
+    assert.deepEqual(row, Array.from({ length: k }, (_, j) => (j === hues[i] ? 1 : 0)));
+  }
+
+  // Main updates on one fixed batch and fixed noise: the objective falls.
+  s.model.init!();
+  const x = () => Tensor.from(b.x, [n, 3, 16, 16]);
+  const ft = () => Tensor.from(f, [n, k]);
+  const perm = derangement(n, new Rng(4));
+  const eps = () =>
+    [Tensor.from(randn(n * 6, 21), [n, 6]), Tensor.from(randn(n * 4, 22), [n, 4])] as [
+      Tensor,
+      Tensor,
+    ];
+  const losses: number[] = [];
+  const opt = s.optimizers.get("main")!;
+  for (let i = 0; i < 12; i++) {
+    const l = model.cmi.loss({ x: x(), f: ft(), perm }, eps());
+    losses.push(await l.loss.item());
+    backward(l.loss, { params: opt.params });
+    opt.step(5e-3);
+    clearTape();
+    flush();
+  }
+  assert.ok(losses.every(Number.isFinite), `finite: ${losses}`);
+  assert.ok(losses[11] < 0.8 * losses[0], `the loss fell: ${losses.map((v) => v.toFixed(1))}`);
+  s.release();
+});
+
+Deno.test("cmivae task: a tiny shapes2.5d run writes eval.json with MIG_lab, leakage, swap and MSE keys, no f_φ readings", async () => {
+  const dir = Deno.makeTempDirSync();
+  const run = parseTrain([...SHAPES, "--out", dir]);
+  await train(run.task, run.cfg);
+  const ev = JSON.parse(Deno.readTextFileSync(join(dir, "eval.json")));
+  const mt = ev.metrics;
+  const factors = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"];
+  const keys = [
+    ...["mse_01", "mse_pm1", "test_kl1", "test_kl2", "mig_lab", "mig_all", "mig_spec"],
+    ...["swap_acc", "swap_acc_object_hue", "swap_ignored_object_hue", "swap_kept_object_hue"],
+    ...["swap_chance", "leak_acc", "leak_chance", "leak_norm"],
+    ...factors.map((f) => `mig_${f}`),
+    ...factors.map((f) => `judge_real_acc_${f}`),
+    ...factors.filter((f) => f !== "object_hue").map((f) => `probe_z1_${f}_acc`),
+  ];
+  for (const k of keys) {
+    assert.equal(typeof mt[k], "number", `${k} = ${mt[k]}`);
+    assert.ok(Number.isFinite(mt[k]), `${k} = ${mt[k]}`);
+  }
+  assert.equal(mt.specified, "object_hue");
+  assert.equal(mt.mig_lab, mt.mig_object_hue, "MIG_lab is the label's gap");
+  assert.equal(mt.mig_spec, mt.mig_object_hue);
+  assertClose([mt.mig_all], [factors.reduce((a, f) => a + mt[`mig_${f}`], 0) / 6], {
+    rtol: 1e-12,
+  });
+  assert.equal(mt.mig_object_hue_rival_enc, "unknown");
+  assert.equal(mt.mig_shape_rival_enc, "z2", "an unlabelled factor's rival is z2");
+  assert.equal(mt.leak_norm, (mt.leak_acc - mt.leak_chance) / (1 - mt.leak_chance));
+  assert.ok(mt.leak_chance > 0.05 && mt.leak_chance < 0.5, `chance ${mt.leak_chance}`);
+  assert.ok(mt.swap_acc >= 0 && mt.swap_acc <= 1);
+  assertClose([mt.mse_pm1], [4 * mt.mse_01], { rtol: 1e-12 });
+  assert.equal(mt.eval_images, 60);
+  const fphiKeys = Object.keys(mt).filter((k) => k.startsWith("fphi") || k.startsWith("colour"));
+  assert.deepEqual(fphiKeys, []);
+  assert.deepEqual(ev.images.sort(), ["eval/reconstructions.png", "eval/swap_object_hue.png"]);
+  const png = Deno.readFileSync(join(dir, "eval/swap_object_hue.png"));
+  assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
+  Deno.removeSync(dir, { recursive: true });
+});
+
 Deno.test("cmivae task: hue of RGB inverts hsv(); bad configs are refused by name", async () => {
   const rng = new Rng(3);
   for (let i = 0; i < 200; i++) {
@@ -614,6 +731,26 @@ Deno.test("cmivae task: hue of RGB inverts hsv(); bad configs are refused by nam
     /flowgpu: cmivae: --fphi-steps 40 leaves no step of --steps 40/,
   );
   assert.throws(() => parseTrain([...TINY, "--feature", "shape"]), /expected one of colour, digit/);
+  assert.throws(
+    () => parseTrain([...TINY, "--data", "mnist"]),
+    /expected one of cmnist28, shapes2.5d/,
+  );
+  const bad = parseTrain([...SHAPES, "--label", "colour"]);
+  await assert.rejects(
+    Promise.resolve().then(() => bad.task.build(bad.cfg, "train")),
+    /flowgpu: cmivae: no factor 'colour' \(factors: floor_hue, wall_hue, object_hue/,
+  );
+  const big = parseTrain([...TINY, "--size", "32"]);
+  await assert.rejects(
+    Promise.resolve().then(() => big.task.build(big.cfg, "train")),
+    /flowgpu: cmivae: cmnist28 is 28 px, not 32/,
+  );
+  // Without f_φ on shapes2.5d, --fphi-steps does not count against --steps.
+  const nf = parseTrain([...SHAPES, "--fphi-steps", "40"]);
+  const m = await nf.task.build(nf.cfg, "train") as CmiVaeModel;
+  assert.equal(m.fphiSteps, 0);
+  m.release();
+  m.store.release();
   const store = new ParamStore(1);
   assert.throws(
     () => new CmiVae(store.scope(), { ...CFG, size: 10 }),
@@ -626,5 +763,13 @@ Deno.test("cmivae task: hue of RGB inverts hsv(); bad configs are refused by nam
   assert.throws(
     () => new CmiVae(store.scope("c"), { ...CFG, lambda4: -1 }),
     /weights λ1..λ4 must be >= 0/,
+  );
+  assert.throws(
+    () => new CmiVae(store.scope("d"), { ...CFG, terms: "both", fphi: false }),
+    /L_f2 \(terms both\) needs f_φ/,
+  );
+  assert.throws(
+    () => new CmiVae(store.scope("e"), { ...CFG, pixelWeight: 0 }),
+    /pixel weight 0 must be > 0/,
   );
 });

@@ -17,7 +17,8 @@
 //   Q    D's trunk on x̂ → h; [h, z1] → FC 4w LReLU → FC d2
 //   f_φ  D's trunk → FC (feature dims): a regressor (MSE) or a classifier (CE), frozen after
 //        its own training on real images.
-// Groups (the first name component): enc1, enc2, gen, q (with L_f1), disc, fphi.
+// Groups (the first name component): enc1, enc2, gen, q (with L_f1), disc, fphi (unless left out
+// where no L_f2 needs it).
 import { BatchNorm, Conv2d, ConvTranspose2d, fanIn, Linear } from "../nn/layers.ts";
 import type { Scope } from "../nn/store.ts";
 import { nllLoss } from "../ops/classify.ts";
@@ -297,13 +298,20 @@ export interface CmiVaeConfig {
   lambda4?: number;
   /** L_f1, L_f2 or both (default: f2 for a continuous feature, f1 for a categorical one). */
   terms?: CmiTerms;
+  /** Build f_φ (default true; L_f2 needs it, with L_f1 alone it only reads fusions). */
+  fphi?: boolean;
+  /**
+   * Weight of L_rec's pixel sum (default 1): (native side / side)² when a set is trained below its
+   * own side, so that an image region weighs as much against the KL as at the side it is made for.
+   */
+  pixelWeight?: number;
 }
 
 /** One evaluation of the encoders' and G's objective and what it was made of. */
 export interface CmiLoss {
   /** L_rec + λ1 KL1 + λ2 KL2 + λ3 (L_f1 + L_f2) + λ4 L_GAN, [1]. */
   loss: Tensor;
-  /** Batch mean of ‖x − x'‖² over pixels, [1]. */
+  /** Batch mean of ‖x − x'‖² over pixels (times the pixel weight), [1]. */
   recon: Tensor;
   /** Batch means of KL(q(z1|x) ‖ N(0, I)) and KL(q(z2|f(x)) ‖ N(0, I)), [1] each. */
   kl1: Tensor;
@@ -343,11 +351,12 @@ export class CmiVae {
   readonly gen: Generator;
   readonly disc?: Discriminator;
   readonly q?: CodePredictor;
-  readonly fphi: FeatureNet;
+  readonly fphi?: FeatureNet;
   readonly terms: CmiTerms;
   readonly lambda: [number, number, number, number];
+  readonly pixelWeight: number;
 
-  /** Declares the groups enc1, enc2, gen, disc (λ4 > 0), q (L_f1 on) and fphi under `s`. */
+  /** Declares the groups enc1, enc2, gen, disc (λ4 > 0), q (L_f1 on) and fphi (cfg.fphi) under `s`. */
   constructor(s: Scope, readonly cfg: CmiVaeConfig) {
     const { channels: c, size, feature, z1, z2 } = cfg;
     const w = cfg.width ?? 32;
@@ -367,12 +376,19 @@ export class CmiVae {
     if (!["f1", "f2", "both"].includes(this.terms)) {
       throw new Error(`flowgpu: cmivae: terms '${this.terms}' is not f1, f2 or both`);
     }
+    if (cfg.fphi === false && this.terms !== "f1") {
+      throw new Error(`flowgpu: cmivae: L_f2 (terms ${this.terms}) needs f_φ`);
+    }
+    this.pixelWeight = cfg.pixelWeight ?? 1;
+    if (!(this.pixelWeight > 0)) {
+      throw new Error(`flowgpu: cmivae: pixel weight ${this.pixelWeight} must be > 0`);
+    }
     this.enc1 = new ImageEncoder(s.child("enc1"), c, size, w, z1);
     this.enc2 = new FeatureEncoder(s.child("enc2"), feature, w, z2);
     this.gen = new Generator(s.child("gen"), c, size, w, z1 + z2);
     if (this.lambda[3] > 0) this.disc = new Discriminator(s.child("disc"), c, size, w, z2);
     if (this.terms !== "f2") this.q = new CodePredictor(s.child("q"), c, size, w, z1, z2);
-    this.fphi = new FeatureNet(s.child("fphi"), c, size, w, feature);
+    if (cfg.fphi ?? true) this.fphi = new FeatureNet(s.child("fphi"), c, size, w, feature);
   }
 
   /** Groups trained by the encoders' and G's objective. */
@@ -417,7 +433,7 @@ export class CmiVae {
     );
     const [recons, fusions] = halves(out);
     const perSample = 1 / n;
-    const recon = scale(squaredError(recons, x, "sum"), perSample);
+    const recon = scale(squaredError(recons, x, "sum"), this.pixelWeight * perSample);
     const kl1 = mean(klStdNormal(q1.mu, q1.logvar));
     const kl2 = mean(klStdNormal(q2.mu, q2.logvar));
     let loss = add(add(recon, scale(kl1, l1)), scale(kl2, l2));
@@ -428,7 +444,7 @@ export class CmiVae {
       loss = add(loss, scale(r.lf1, l3));
     }
     if (this.terms !== "f1") {
-      const pred = this.fphi.apply(fusions);
+      const pred = this.fphi!.apply(fusions);
       if (this.cfg.categorical) {
         if (!b.classes) throw new Error("flowgpu: cmivae: L_f2 on a class needs batch.classes");
         const cls = b.classes;
@@ -466,6 +482,7 @@ export class CmiVae {
 
   /** f_φ's own objective on real images: MSE to f (continuous) or CE to the classes. */
   featureLoss(x: Tensor, f: Tensor, classes?: ArrayLike<number>): Tensor {
+    if (!this.fphi) throw new Error("flowgpu: cmivae: no f_φ (built with fphi false)");
     const pred = this.fphi.apply(x);
     if (!this.cfg.categorical) return scale(squaredError(pred, f, "sum"), 1 / x.shape[0]);
     if (!classes) throw new Error("flowgpu: cmivae: f_φ on a class needs the class ids");

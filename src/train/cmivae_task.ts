@@ -1,6 +1,10 @@
 // `--model cmivae`: the conditional-MI VAE of Tang et al. (vae-disentangle.md §2) on CMNIST-28
 // (§4.2), with the foreground colour (f = RGB in [-1, 1], L_f2 through the frozen regressor f_φ)
-// or the digit (f = one-hot, L_f1 through Q) as the specified feature (§8 T8).
+// or the digit (f = one-hot, L_f1 through Q) as the specified feature (§8 T8); or, with
+// `--data shapes2.5d`, on Shapes2.5D (§4.3, loaded as vae_task.ts loads it) with a labelled factor
+// (`--label`, default object_hue) as a one-hot feature through L_f1, the digit's path. There the
+// default code is z2 4 + z1 6 (the plain VAE's 10 latents, Lr-LiVAE's z_s 4 + z_u 6) at width 8,
+// and f_φ is left out unless --lf asks for L_f2: with L_f1 alone nothing needs it.
 //
 // Steps 0..fphi-steps-1 train f_φ alone on real images (group fphi); then fphi is frozen and each
 // step runs two updates: the encoders, G and Q on L = L_VAE + λ3 L_f + λ4 L_GAN (optimizer main),
@@ -9,10 +13,11 @@
 //
 // Evaluation (src/eval/swap.ts, shared by the issue-10 models): reconstruction MSE from posterior
 // means; the §1.9 MIG with z2 as the specified factor's code and z1 as the "unknown" code (mig_lab
-// = the specified factor's gap, mig_all over digit and hue); attribute-swap accuracy of
-// G(μ1(B), μ2(f(A))) judged by a FactorNet trained on real CMNIST-28; the leakage probe from μ1
-// to the specified factor on held-out codes; f_φ's reading of the swaps; for colour the analytic
-// colour estimate of §4.2 against A's true colour; the swap grid and reconstructions as PNGs.
+// = the specified factor's gap, mig_all over every factor); attribute-swap accuracy of
+// G(μ1(B), μ2(f(A))) judged by a FactorNet trained on the set's real images; the leakage probe
+// from μ1 to the specified factor on held-out codes (and to every other factor, probe_z1_<f>);
+// f_φ's reading of the swaps (where there is an f_φ); for colour the analytic colour estimate of
+// §4.2 against A's true colour; the swap grid and reconstructions as PNGs.
 import { batchIndices } from "../data/batches.ts";
 import { estimateColour, hueBin } from "../data/cmnist.ts";
 import { type Factor, hash3, type LabelledSet, labelledSet } from "../data/labelled.ts";
@@ -29,7 +34,7 @@ import {
   swapGrid,
   swapMetrics,
 } from "../eval/swap.ts";
-import { CmiVae, derangement } from "../models/cmivae.ts";
+import { type CmiTerms, CmiVae, derangement } from "../models/cmivae.ts";
 import { ParamStore } from "../nn/store.ts";
 import { GpuRng } from "../ops/random.ts";
 import { clearTape, noGrad } from "../ops/tape.ts";
@@ -45,22 +50,52 @@ import {
   type Terms,
   type Update,
 } from "./task.ts";
+import { vaeData } from "./vae_task.ts";
+
+/** Data sets the task trains on. */
+const DATA = ["cmnist28", "shapes2.5d"] as const;
 
 const flags = {
+  data: {
+    default: "cmnist28",
+    choices: DATA,
+    shape: true,
+    help: "data set: cmnist28 (feature --feature) or shapes2.5d (feature: the factor --label)",
+  },
+  size: {
+    default: 0,
+    shape: true,
+    help: "image side (0: cmnist28 28; shapes2.5d 32 under the cpu preset, its own 64 under gpu)",
+  },
   feature: {
     default: "colour",
     choices: ["colour", "digit"],
     shape: true,
-    help: "the specified feature f(x): colour (foreground RGB, L_f2) or digit (one-hot, L_f1)",
+    help: "cmnist28's specified feature f(x): colour (foreground RGB, L_f2) or digit (one-hot, " +
+      "L_f1)",
   },
-  z1: { default: 16, min: 1, shape: true, help: "dims of z1, the image code" },
-  z2: { default: 0, shape: true, help: "dims of z2, the feature code (0: 4 colour, 8 digit)" },
-  width: {
-    default: 16,
-    gpu: 32,
-    min: 1,
+  label: {
+    default: "object_hue",
     shape: true,
-    help: "channel scale: §2.3's channels and FC widths times width/32 (32: the spec's)",
+    help: "shapes2.5d's specified factor, one-hot through L_f1 (floor_hue, wall_hue, object_hue, " +
+      "scale, shape, orientation)",
+  },
+  z1: {
+    default: 0,
+    shape: true,
+    help: "dims of z1, the image code (0: 16 on cmnist28, 6 on shapes2.5d)",
+  },
+  z2: {
+    default: 0,
+    shape: true,
+    help: "dims of z2, the feature code (0: 4 colour, 8 digit, 4 on shapes2.5d)",
+  },
+  width: {
+    default: 0,
+    gpu: 32,
+    shape: true,
+    help: "channel scale: §2.3's channels and FC widths times width/32 (32: the spec's; 0: 16 " +
+      "on cmnist28, 8 on shapes2.5d, the plain VAE's)",
   },
   lf: {
     default: "auto",
@@ -92,9 +127,10 @@ const flags = {
   fphiSteps: {
     default: 300,
     gpu: 2000,
-    help: "steps that train f_φ (the frozen regressor/classifier of the feature) first",
+    help: "steps that train f_φ (the frozen regressor/classifier of the feature) first " +
+      "(none on shapes2.5d with L_f1 alone, which has no f_φ)",
   },
-  trainLimit: { default: 0, help: "use only N training images (0: all 60,000)" },
+  trainLimit: { default: 0, help: "use only N training images (0: all)" },
   evalLimit: { default: 2000, gpu: 10000, min: 2, help: "test images for the evaluation" },
   probeTrain: {
     default: 4000,
@@ -106,7 +142,7 @@ const flags = {
   judgeSteps: {
     default: 2000,
     min: 1,
-    help: "training steps of the swap judge (swap.ts's FactorNet on real CMNIST-28, cached)",
+    help: "training steps of the swap judge (swap.ts's FactorNet on the set's real images, cached)",
   },
   migSamples: { default: 10000, min: 1, help: "MIG estimator samples M per code dim (§5.1)" },
 };
@@ -114,17 +150,19 @@ const flags = {
 /** The task's config: trainer flags and its own. */
 export type CmiVaeTaskConfig = Config<typeof flags>;
 
-/** A split of CMNIST-28 by position, with the foreground colour of each image. */
+/** A split by position: images, factors and (CMNIST-28) the foreground colour of each image. */
 export interface CmiSplit {
   count: number;
-  /** Images in [-1, 1], factors [n, 2] (digit, hue) and foreground RGB in [0, 1], [n, 3]. */
-  batch(pos: ArrayLike<number>): { x: Float32Array; labels: Int32Array; rgb: Float32Array };
+  /** Images in [-1, 1], factors [n, factors] and foreground RGB in [0, 1], [n, 3] (CMNIST-28). */
+  batch(pos: ArrayLike<number>): { x: Float32Array; labels: Int32Array; rgb?: Float32Array };
 }
 
-/** CMNIST-28 as the task sees it: a SwapData whose splits also give the colour. */
+/** The task's data: a SwapData whose CMNIST-28 splits also give the colour. */
 export interface CmiData extends SwapData {
   train: CmiSplit;
   test: CmiSplit;
+  /** The side the set is made for (Shapes2.5D: 64 at any side). */
+  nativeSize: number;
 }
 
 function split(set: LabelledSet, which: "train" | "test", limit: number): CmiSplit {
@@ -156,53 +194,109 @@ export async function cmiData(trainLimit = 0): Promise<CmiData> {
     name: set.name,
     channels: set.channels,
     size: set.height,
+    nativeSize: set.height,
     factors: set.factors,
     train: split(set, "train", trainLimit),
     test: split(set, "test", 0),
   };
 }
 
+/**
+ * The task's data set: CMNIST-28 (`cmiData`) or Shapes2.5D through vae_task.ts's `vaeData` at
+ * `size` (0: 32 under the cpu preset, 64 under gpu).
+ */
+export async function cmiDataOf(
+  name: string,
+  opts: { size?: number; trainLimit?: number; preset?: string } = {},
+): Promise<CmiData> {
+  const size = opts.size ?? 0, limit = opts.trainLimit ?? 0;
+  if (name === "cmnist28") {
+    if (size && size !== 28) throw new Error(`flowgpu: cmivae: cmnist28 is 28 px, not ${size}`);
+    return await cmiData(limit);
+  }
+  if (name !== "shapes2.5d") {
+    throw new Error(`flowgpu: cmivae: unknown data set '${name}' (known: ${DATA.join(", ")})`);
+  }
+  return await vaeData(name, {
+    size: size || (opts.preset === "gpu" ? 0 : 32),
+    trainLimit: limit,
+  });
+}
+
 const CHUNK = 200;
 /** Random streams per step (hash3's stream argument). */
 const STREAM = { perm: 1 } as const;
 
-/** The conditional-MI VAE on CMNIST-28, as the trainer drives it. */
+/** The feature is CMNIST-28's foreground colour. */
+function isColour(cfg: CmiVaeTaskConfig): boolean {
+  return cfg.data === "cmnist28" && cfg.feature === "colour";
+}
+
+/** The conditional-MI terms on (auto: L_f2 for the colour, L_f1 for a one-hot). */
+function termsOf(cfg: CmiVaeTaskConfig): CmiTerms {
+  return cfg.lf === "auto" ? (isColour(cfg) ? "f2" : "f1") : cfg.lf as CmiTerms;
+}
+
+/**
+ * Whether the model has f_φ: L_f2 needs it; on CMNIST-28 it also reads the fusions with L_f1
+ * alone, on Shapes2.5D it is left out then.
+ */
+export function usesFphi(cfg: CmiVaeTaskConfig): boolean {
+  return cfg.data === "cmnist28" || termsOf(cfg) !== "f1";
+}
+
+/** The conditional-MI VAE on CMNIST-28 or Shapes2.5D, as the trainer drives it. */
 export class CmiVaeModel implements Model {
   readonly store: ParamStore;
   readonly cmi: CmiVae;
   readonly optimizers: Record<string, OptimizerSpec>;
   readonly noise: GpuRng;
   readonly examplesPerStep: number;
-  /** Column of the specified factor (digit 0, hue 1) and of the kept one. */
+  /** Column of the specified factor and of the kept one (the swap grid's rows). */
   readonly spec: number;
   readonly kept: number;
+  /** The feature is CMNIST-28's RGB colour (else a one-hot of the specified factor). */
+  readonly colour: boolean;
+  /** Steps of f_φ's own stage (0 where there is no f_φ). */
+  readonly fphiSteps: number;
   readonly #evalPos: Uint32Array;
   /** D's pairs of the last main update, real rows first: codes [2B, d2] and images. */
   #pairs?: { z: Tensor; x: Tensor };
 
   constructor(readonly cfg: CmiVaeTaskConfig, readonly data: CmiData) {
-    const colour = cfg.feature === "colour";
-    this.spec = factorColumn(data.factors, colour ? "hue" : "digit");
-    this.kept = factorColumn(data.factors, colour ? "digit" : "hue");
-    const terms = cfg.lf === "auto" ? (colour ? "f2" : "f1") : cfg.lf as "f1" | "f2" | "both";
+    const shapes = cfg.data === "shapes2.5d";
+    const colour = this.colour = isColour(cfg);
+    if (shapes) {
+      this.spec = factorColumn(data.factors, cfg.label);
+      // The swap grid's rows spread over another factor: the object's shape shows at any side.
+      this.kept = factorColumn(data.factors, cfg.label === "shape" ? "object_hue" : "shape");
+    } else {
+      this.spec = factorColumn(data.factors, colour ? "hue" : "digit");
+      this.kept = factorColumn(data.factors, colour ? "digit" : "hue");
+    }
+    const terms = termsOf(cfg);
     this.store = new ParamStore(cfg.seed);
     this.cmi = new CmiVae(this.store.scope(), {
       channels: data.channels,
       size: data.size,
       feature: colour ? 3 : data.factors[this.spec].size,
       categorical: !colour,
-      z1: cfg.z1,
-      z2: cfg.z2 || (colour ? 4 : 8),
-      width: cfg.width,
+      z1: cfg.z1 || (shapes ? 6 : 16),
+      z2: cfg.z2 || (shapes || colour ? 4 : 8),
+      width: cfg.width || (shapes ? 8 : 16),
       lambda1: cfg.lambda1,
       lambda2: cfg.lambda2,
       lambda3: cfg.lambda3 >= 0 ? cfg.lambda3 : colour && terms !== "f1" ? 10 : 1,
       lambda4: cfg.lambda4,
       terms,
+      fphi: usesFphi(cfg),
+      // At 32 px a Shapes2.5D pixel stands for four of its own 64 px (lrlivae_task.ts's rule).
+      pixelWeight: (data.nativeSize / data.size) ** 2,
     });
+    this.fphiSteps = this.cmi.fphi ? cfg.fphiSteps : 0;
     // §2.3: Adam β = (0.5, 0.999) for the adversarial pair; f_φ is a plain regression.
     this.optimizers = {
-      fphi: { groups: ["fphi"] },
+      ...(this.cmi.fphi ? { fphi: { groups: ["fphi"] } } : {}),
       main: { groups: this.cmi.mainGroups, beta1: 0.5 },
       ...(this.cmi.disc ? { disc: { groups: ["disc"], beta1: 0.5, lrScale: cfg.dLrScale } } : {}),
     };
@@ -213,25 +307,27 @@ export class CmiVaeModel implements Model {
   }
 
   describe(): string {
-    const c = this.cfg, m = this.cmi;
+    const c = this.cfg, m = this.cmi, d = this.data;
     const groups = this.store.groups().map((g) => `${g.name} ${g.count().toLocaleString("en")}`);
-    return `conditional-MI VAE on ${this.data.name}, feature ${c.feature} (${
+    const feature = c.data === "cmnist28" ? c.feature : `${d.factors[this.spec].name} (one-hot)`;
+    return `conditional-MI VAE on ${d.name} ${d.channels}x${d.size}x${d.size}, feature ${feature} (${
       m.terms === "both" ? "L_f1 + L_f2" : `L_${m.terms}`
     }, λ = ${
       m.lambda.join("/")
-    }), z1 ${m.cfg.z1}, z2 ${m.cfg.z2}, width ${m.cfg.width}; parameters ${
-      groups.join(", ")
-    }; f_φ ${c.fphiSteps} steps, then ${
-      c.steps - c.fphiSteps
-    } steps; batch ${c.batch}; ${this.data.train.count} training images`;
+    }, pixel weight ${m.pixelWeight}), z1 ${m.cfg.z1}, z2 ${m.cfg.z2}, ` +
+      `width ${m.cfg.width}; parameters ${groups.join(", ")}; ${
+        m.fphi ? `f_φ ${this.fphiSteps} steps, then ` : "no f_φ; "
+      }${c.steps - this.fphiSteps} steps; batch ${c.batch}; ${d.train.count} training images`;
   }
 
   /**
    * G's output bias starts at atanh of the training images' mean per channel: CMNIST is mostly
-   * black (-1), which a zero bias behind the tanh takes hundreds of steps to reach.
+   * black (-1), which a zero bias behind the tanh takes hundreds of steps to reach. The images are
+   * a seeded random 512: in Shapes2.5D's index order the first 4,800 share a red floor and wall.
    */
   init(): void {
-    const pos = Uint32Array.from({ length: Math.min(512, this.data.train.count) }, (_, i) => i);
+    const count = this.data.train.count;
+    const pos = new Rng(0x1b1a).permutation(count).subarray(0, Math.min(512, count));
     const { x } = this.data.train.batch(pos);
     const c = this.data.channels, plane = this.data.size ** 2;
     const bias = new Float32Array(c);
@@ -240,8 +336,11 @@ export class CmiVaeModel implements Model {
   }
 
   /** The feature f(x) rows of a batch: 2 RGB − 1, or one-hot of the specified factor. */
-  features(labels: Int32Array, rgb: Float32Array, n: number): Float32Array {
-    if (this.cfg.feature === "colour") return rgb.map((v) => 2 * v - 1);
+  features(labels: Int32Array, rgb: Float32Array | undefined, n: number): Float32Array {
+    if (this.colour) {
+      if (!rgb) throw new Error("flowgpu: cmivae: the colour feature needs the images' RGB");
+      return rgb.map((v) => 2 * v - 1);
+    }
     const nf = this.data.factors.length, k = this.data.factors[this.spec].size;
     const f = new Float32Array(n * k);
     for (let b = 0; b < n; b++) f[b * k + labels[b * nf + this.spec]] = 1;
@@ -263,8 +362,8 @@ export class CmiVaeModel implements Model {
   }
 
   updates(step: number): Update[] {
-    const fphi = this.store.group("fphi");
-    if (step < this.cfg.fphiSteps) {
+    const fphi = this.cmi.fphi ? this.store.group("fphi") : undefined;
+    if (fphi && step < this.fphiSteps) {
       fphi.frozen = false;
       return [{
         optimizer: "fphi",
@@ -275,7 +374,7 @@ export class CmiVaeModel implements Model {
         },
       }];
     }
-    fphi.frozen = true;
+    if (fphi) fphi.frozen = true;
     const ups: Update[] = [{ optimizer: "main", run: () => this.#main(step) }];
     if (this.cmi.disc) {
       ups.push({
@@ -385,12 +484,14 @@ export class CmiVaeModel implements Model {
 
   /** f_φ on images [n, C, S, S]: [n, feature] outputs. */
   async fphi(x: Float32Array, n: number): Promise<Float32Array> {
+    const net = this.cmi.fphi;
+    if (!net) throw new Error("flowgpu: cmivae: this model has no f_φ");
     const s = this.data.size, pix = this.data.channels * s * s, k = this.cmi.cfg.feature;
     const out = new Float32Array(n * k);
     for (let at = 0; at < n; at += CHUNK) {
       const m = Math.min(CHUNK, n - at);
       const xt = Tensor.from(x.subarray(at * pix, (at + m) * pix), [m, this.data.channels, s, s]);
-      out.set(await noGrad(() => this.cmi.fphi.apply(xt)).read(), at * k);
+      out.set(await noGrad(() => net.apply(xt)).read(), at * k);
       clearTape();
     }
     return out;
@@ -419,13 +520,14 @@ export class CmiVaeModel implements Model {
       eval_images: n,
     };
     const specName = this.data.factors[this.spec].name;
-    const keptName = this.data.factors[this.kept].name;
     metrics.specified = specName;
-    // Fusions of every evaluation image with a fixed partner: f_φ's and the colour reading.
-    const partner = derangement(n, new Rng(0x5a1));
-    const ident = Uint32Array.from({ length: n }, (_, i) => i);
-    const fused = await this.render(e.mu1, e.mu2, ident, partner);
-    Object.assign(metrics, await this.#featureReadings(fused, ev, partner, n));
+    if (this.cmi.fphi) {
+      // Fusions of every evaluation image with a fixed partner: f_φ's and the colour reading.
+      const partner = derangement(n, new Rng(0x5a1));
+      const ident = Uint32Array.from({ length: n }, (_, i) => i);
+      const fused = await this.render(e.mu1, e.mu2, ident, partner);
+      Object.assign(metrics, await this.#featureReadings(fused, ev, partner, n));
+    }
     if (!final) return { metrics };
 
     const judge = await this.judge();
@@ -440,8 +542,9 @@ export class CmiVaeModel implements Model {
       });
       Object.assign(metrics, swapMetrics({ [specName]: swap }));
       metrics.swap_chance = swap.chance;
-      metrics[`judge_real_acc_${specName}`] = judge.testAccuracy[this.spec];
-      metrics[`judge_real_acc_${keptName}`] = judge.testAccuracy[this.kept];
+      this.data.factors.forEach((f, k) => {
+        metrics[`judge_real_acc_${f.name}`] = judge.testAccuracy[k];
+      });
     } finally {
       judge.release();
     }
@@ -469,7 +572,10 @@ export class CmiVaeModel implements Model {
     const trLabels = this.data.train.batch(probePos).labels;
     const col = (l: Int32Array, k: number) =>
       Int32Array.from({ length: l.length / nf }, (_, i) => l[i * nf + k]);
-    for (const [k, key] of [[this.spec, "leak"], [this.kept, `probe_z1_${keptName}`]] as const) {
+    // The specified factor (leak_*), and every other factor, which z1 should hold (probe_z1_*).
+    const probes: [number, string][] = [[this.spec, "leak"]];
+    this.data.factors.forEach((f, k) => k !== this.spec && probes.push([k, `probe_z1_${f.name}`]));
+    for (const [k, key] of probes) {
       const r = leakageProbe(
         { codes: tr.mu1, labels: col(trLabels, k) },
         { codes: e.mu1, labels: col(ev.labels, k) },
@@ -477,7 +583,8 @@ export class CmiVaeModel implements Model {
       );
       metrics[`${key}_acc`] = r.accuracy;
       metrics[`${key}_chance`] = r.chance;
-      metrics[`${key}_normalized`] = r.normalized;
+      // (accuracy − chance) / (1 − chance), as Lr-LiVAE's and DisUnknown's leak_*_norm.
+      metrics[`${key}_norm`] = r.normalized;
     }
     return { metrics, images: await this.images(e, ev.labels) };
   }
@@ -485,7 +592,7 @@ export class CmiVaeModel implements Model {
   /** What f_φ (and, for colour, the analytic estimate of §4.2) read from the fusions. */
   async #featureReadings(
     fused: Float32Array,
-    ev: { x: Float32Array; labels: Int32Array; rgb: Float32Array },
+    ev: { x: Float32Array; labels: Int32Array; rgb?: Float32Array },
     partner: Uint32Array,
     n: number,
   ): Promise<Record<string, number>> {
@@ -493,7 +600,7 @@ export class CmiVaeModel implements Model {
     const nf = this.data.factors.length, s = this.data.size;
     const pred = await this.fphi(fused, n);
     const real = await this.fphi(ev.x, n);
-    if (this.cfg.feature === "digit") {
+    if (!this.colour) {
       const k = this.cmi.cfg.feature;
       const argmax = (p: Float32Array, i: number) => {
         let best = 0;
@@ -513,19 +620,20 @@ export class CmiVaeModel implements Model {
       return out;
     }
     // Colour: mean absolute error per channel on [0, 1] against the partner's true colour.
+    const rgbs = ev.rgb!;
     let swap = 0, self = 0, realErr = 0, est = 0, estHue = 0;
     const pix = 3 * s * s, img = new Float32Array(pix);
     for (let i = 0; i < n; i++) {
       const j = partner[i];
       for (let c = 0; c < 3; c++) {
         const p = (pred[i * 3 + c] + 1) / 2;
-        swap += Math.abs(p - ev.rgb[j * 3 + c]) / (3 * n);
-        self += Math.abs(p - ev.rgb[i * 3 + c]) / (3 * n);
-        realErr += Math.abs((real[i * 3 + c] + 1) / 2 - ev.rgb[i * 3 + c]) / (3 * n);
+        swap += Math.abs(p - rgbs[j * 3 + c]) / (3 * n);
+        self += Math.abs(p - rgbs[i * 3 + c]) / (3 * n);
+        realErr += Math.abs((real[i * 3 + c] + 1) / 2 - rgbs[i * 3 + c]) / (3 * n);
       }
       for (let p = 0; p < pix; p++) img[p] = (fused[i * pix + p] + 1) / 2;
       const rgb = estimateColour(img, s, s);
-      for (let c = 0; c < 3; c++) est += Math.abs(rgb[c] - ev.rgb[j * 3 + c]) / (3 * n);
+      for (let c = 0; c < 3; c++) est += Math.abs(rgb[c] - rgbs[j * 3 + c]) / (3 * n);
       if (hueBin(rgbHue(rgb)) === ev.labels[j * nf + this.spec]) estHue += 1 / n;
     }
     out.fphi_swap_err = swap;
@@ -536,10 +644,16 @@ export class CmiVaeModel implements Model {
     return out;
   }
 
-  /** The swap judge: swap.ts's FactorNet on real CMNIST-28 (every training image), cached. */
+  /**
+   * The swap judge: swap.ts's FactorNet on the set's real images (every training image, so that
+   * runs with and without --train-limit share one cached judge), cached.
+   */
   async judge(): Promise<FactorClassifier> {
-    const full = this.data.train.count === 60000 ? this.data : await cmiData(0);
-    return await factorClassifier(full, { steps: this.cfg.judgeSteps });
+    const c = this.cfg;
+    const full = c.trainLimit > 0
+      ? await cmiDataOf(c.data, { size: this.data.size, preset: c.preset })
+      : this.data;
+    return await factorClassifier(full, { steps: c.judgeSteps });
   }
 
   /** The swap grid (rows keep z1, columns give z2) and reconstructions. */
@@ -573,7 +687,10 @@ export class CmiVaeModel implements Model {
     const recon = await imageGrid(px, px.length / d, this.data.channels, s, s, cols, {
       range: [-1, 1],
     });
-    return { [`swap_${this.cfg.feature}`]: grid, reconstructions: recon };
+    const name = this.cfg.data === "cmnist28"
+      ? this.cfg.feature
+      : this.data.factors[this.spec].name;
+    return { [`swap_${name}`]: grid, reconstructions: recon };
   }
 
   async preview(): Promise<Record<string, Uint8Array>> {
@@ -620,11 +737,11 @@ function factorColumn(factors: readonly Factor[], name: string): number {
   return k;
 }
 
-/** `--model cmivae`: the conditional-MI VAE of Tang et al. on CMNIST-28. */
+/** `--model cmivae`: the conditional-MI VAE of Tang et al. on CMNIST-28 or Shapes2.5D. */
 export const cmivaeTask = defineTask({
   name: "cmivae",
-  summary: "conditional-MI VAE (Tang et al.) on CMNIST-28, --feature colour|digit: MIG, swaps, " +
-    "leakage",
+  summary: "conditional-MI VAE (Tang et al.) on CMNIST-28 (--feature colour|digit) or " +
+    "--data shapes2.5d (--label): MIG, swaps, leakage",
   flags,
   trainer: {
     steps: { default: 2300, gpu: 30000 },
@@ -636,12 +753,17 @@ export const cmivaeTask = defineTask({
     checkpointEvery: { default: 500, gpu: 5000 },
   },
   async build(cfg, mode): Promise<Model> {
-    if (cfg.fphiSteps >= cfg.steps && mode === "train") {
+    if (usesFphi(cfg) && cfg.fphiSteps >= cfg.steps && mode === "train") {
       throw new Error(
         `flowgpu: cmivae: --fphi-steps ${cfg.fphiSteps} leaves no step of --steps ${cfg.steps}`,
       );
     }
     if (cfg.batch < 2) throw new Error("flowgpu: cmivae: --batch must be >= 2 (fusion partners)");
-    return new CmiVaeModel(cfg, await cmiData(mode === "train" ? cfg.trainLimit : 0));
+    const data = await cmiDataOf(cfg.data, {
+      size: cfg.size,
+      trainLimit: mode === "train" ? cfg.trainLimit : 0,
+      preset: cfg.preset,
+    });
+    return new CmiVaeModel(cfg, data);
   },
 });
