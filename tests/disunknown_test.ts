@@ -591,6 +591,8 @@ Deno.test("disunknown task: a tiny run logs code drift and writes eval.json and 
     ];
     for (const k of keys) assert.ok(Number.isFinite(mt[k]), `${k} = ${mt[k]}`);
     assert.equal(mt.eval_images, 40);
+    // The final leakage probe is fitted on every (--train-limit 300) training image's code.
+    assert.equal(mt.leak_probe_n, 300);
     assert.equal(mt.eval_stage, 2);
     assert.ok(Math.abs(mt.mse_pm1 - 4 * mt.mse_01) < 1e-12);
     // MIG_lab averages the labelled factors' gaps; MIG_all every factor's.

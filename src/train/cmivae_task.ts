@@ -133,7 +133,7 @@ const flags = {
   trainLimit: { default: 0, help: "use only N training images (0: all)" },
   evalLimit: { default: 2000, gpu: 10000, min: 2, help: "test images for the evaluation" },
   probeTrain: {
-    default: 4000,
+    default: 2000,
     gpu: 10000,
     min: 2,
     help: "training images whose μ1 fit the leakage probe",

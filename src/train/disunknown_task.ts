@@ -36,6 +36,7 @@ import {
   type FactorClassifier,
   factorClassifier,
   gridSources,
+  leakageProbe,
   leakageSplit,
   swapAccuracy,
   swapGrid,
@@ -179,6 +180,12 @@ const flags = {
   trainLimit: { default: 0, help: "use only N training images (0: all)" },
   evalLimit: { default: 2000, gpu: 10000, min: 20, help: "test images for the evaluation" },
   migSamples: { default: 10000, min: 1, help: "MIG estimator samples M per code dim (§5.1)" },
+  probeLimit: {
+    default: 2000,
+    gpu: 10000,
+    min: 10,
+    help: "training images whose unknown codes fit the final leakage probes (as lrlivae's, vae's)",
+  },
   swapPairs: { default: 1000, min: 1, help: "pairs per labelled factor for swap accuracy" },
   evalNets: {
     default: "data/eval-nets",
@@ -640,10 +647,10 @@ export class DisUnknownModel implements Model {
   }
 
   /**
-   * Codes of test positions `pos`: E's (μ_0, σ_0) and the labelled codes' (μ, σ) — S's after
+   * Codes of positions `pos` of `split` (the test split unless given): E's (μ_0, σ_0) and the labelled codes' (μ, σ) — S's after
    * Stage II began, else the embedders' of the true labels — with the images and all labels.
    */
-  async encode(pos: Uint32Array, recon?: MseMeter): Promise<{
+  async encode(pos: Uint32Array, recon?: MseMeter, split: VaeSplit = this.data.test): Promise<{
     mu0: Float32Array;
     s0: Float32Array;
     muL: Float32Array;
@@ -658,7 +665,7 @@ export class DisUnknownModel implements Model {
     const stage = this.trainedStage;
     for (let s = 0; s < n; s += CHUNK) {
       const part = pos.subarray(s, Math.min(n, s + CHUNK));
-      const b = this.data.test.batch(part);
+      const b = split.batch(part);
       labels.set(b.labels, s * nf);
       const x = Tensor.from(b.x, this.#shape(part.length));
       const got = await noGrad(async () => {
@@ -741,11 +748,29 @@ export class DisUnknownModel implements Model {
       }
       this.#prevCodes = cur;
     }
-    const col = (k: number) =>
-      Int32Array.from({ length: pos.length }, (_, i) => codes.labels[i * nf + k]);
+    const col = (labels: Int32Array, k: number) =>
+      Int32Array.from({ length: labels.length / nf }, (_, i) => labels[i * nf + k]);
+    // The final probe is fitted on training images' codes, as lrlivae's and vae's are (same count,
+    // same draw), so that the leakage columns of `table --layout shapes` compare one protocol;
+    // the quick evaluations (and a set without training images) split the evaluation codes.
+    const np = Math.min(this.cfg.probeLimit, this.data.train.count);
+    const fit = final && np >= 10
+      ? await this.encode(
+        new Rng(0x9e0b).permutation(this.data.train.count).subarray(0, np),
+        undefined,
+        this.data.train,
+      )
+      : undefined;
+    if (fit) metrics.leak_probe_n = np;
     this.cols.forEach((c) => {
       const name = this.data.factors[c].name;
-      const l = leakageSplit(codes.mu0, col(c), n0);
+      const l = fit
+        ? leakageProbe(
+          { codes: fit.mu0, labels: col(fit.labels, c) },
+          { codes: codes.mu0, labels: col(codes.labels, c) },
+          n0,
+        )
+        : leakageSplit(codes.mu0, col(codes.labels, c), n0);
       metrics[`leak_${name}`] = l.accuracy;
       metrics[`leak_${name}_chance`] = l.chance;
       metrics[`leak_${name}_norm`] = l.normalized;
