@@ -267,7 +267,7 @@ export const funsTask = defineTask({
   summary: "FUNS (flow U-Net with squeeze modules) on CHC microstructures or MNIST-exemplar",
   flags,
   trainer: {
-    steps: { default: 600, gpu: 100000 },
+    steps: { default: 1000, gpu: 100000 },
     batch: { default: 32, gpu: 32 },
     lr: { default: 2e-3, gpu: 1e-4 },
     warmup: { default: 100, gpu: 1000 },
