@@ -103,6 +103,18 @@ Deno.test("table shapes: one row per run with its labelled factor, MIG, leakage,
   assert.equal(mean(vae, "leak_chance"), 0.1);
   assert.ok(Math.abs(mean(vae, "leak_norm")! - 0.7 / 0.9) < 1e-12);
   assert.deepEqual(vae.text, { factor: "object_hue", check: "reference" });
+  // A second plain VAE (its longer default budget, say) is another baseline, not checked.
+  const longer = {
+    ...d.vae,
+    run: "runs/vae-4000",
+    metrics: { ...d.vae.metrics, mig_object_hue: 0.2 },
+  };
+  const t2 = buildTable(shapes, [d.vae, longer, d.lrlivae]);
+  assert.deepEqual(t2.rows.map((r) => r.text?.check), [
+    "reference",
+    "baseline (checks use runs/vae)",
+    "yes",
+  ]);
   assert.equal(mean(vae, "train_minutes"), 12.5, "from metrics.jsonl");
   assert.deepEqual([mean(vae, "steps"), mean(vae, "batch"), mean(vae, "mse")], [4000, 32, 0.004]);
   // Lr-LiVAE: mig_lab and leak_acc / leak_chance; beats the VAE on both.

@@ -349,12 +349,15 @@ const leakNorm = (leak?: number, chance?: number) =>
 /**
  * The shapes check of a run: "yes" when its MIG is higher and its normalised leakage lower than
  * the reference VAE's for the run's factor, else "no (...)" naming what fails; "reference" on the
- * VAE's own row; a "?" saying which figure is missing; undefined without a reference or factor.
+ * VAE's own row, "baseline (...)" on any other VAE's; a "?" saying which figure is missing;
+ * undefined without a reference or factor.
  */
 export function shapesCheck(doc: EvalDoc, shared: SharedContext): string | undefined {
   const ref = shared.reference, f = rowFactor(doc, shared);
   if (!ref || f === undefined) return undefined;
   if (doc === ref) return "reference";
+  // Another plain VAE (a longer budget, say) is a second baseline, not a disentangler to check.
+  if (doc.model === "vae") return `baseline (checks use ${ref.run})`;
   const a = shapesFigures(doc, f), b = shapesFigures(ref, f);
   const na = leakNorm(a.leak, a.chance), nb = leakNorm(b.leak, b.chance);
   const missing = (who: string, fig: { mig?: number }, norm?: number) =>
