@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   factorCounts,
+  factorLabels,
   gridValues,
   hsv,
   LABELLED_SETS,
@@ -751,4 +752,12 @@ Deno.test("data cli: previews with captions and a manifest; bad flags throw", as
     /--size needs an integer, got 'big'/,
   );
   await assertRejectsFlowgpu(() => datasets.glyph10.run(["extra"]), /unexpected argument 'extra'/);
+});
+
+Deno.test("factorLabels: one factor's column of [n, nf] row-major labels", () => {
+  const rows = Int32Array.from([0, 5, 9, 1, 6, 8, 2, 7, 7]);
+  assert.deepEqual([...factorLabels(rows, 3, 0)], [0, 1, 2]);
+  assert.deepEqual([...factorLabels(rows, 3, 1)], [5, 6, 7]);
+  assert.deepEqual([...factorLabels(rows, 3, 2)], [9, 8, 7]);
+  assert.deepEqual([...factorLabels(rows, 1, 0)], [...rows]);
 });

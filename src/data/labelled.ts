@@ -203,6 +203,11 @@ function checkIndices(name: string, count: number, idx: ArrayLike<number>): void
   }
 }
 
+/** Factor `k`'s labels from rows of `nf` factors ([n, nf] row-major): [n]. */
+export function factorLabels(labels: ArrayLike<number>, nf: number, k: number): Int32Array {
+  return Int32Array.from({ length: labels.length / nf }, (_, i) => labels[i * nf + k]);
+}
+
 /** Column of factor `name` in `factors`; throws naming the known factors otherwise. */
 export function factorColumn(set: string, factors: readonly Factor[], name: string): number {
   const k = factors.findIndex((f) => f.name === name);

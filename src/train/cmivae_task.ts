@@ -20,7 +20,13 @@
 // §4.2 against A's true colour; the swap grid and reconstructions as PNGs.
 import { batchIndices } from "../data/batches.ts";
 import { estimateColour, hueBin } from "../data/cmnist.ts";
-import { type Factor, hash3, type LabelledSet, labelledSet } from "../data/labelled.ts";
+import {
+  type Factor,
+  factorLabels,
+  hash3,
+  type LabelledSet,
+  labelledSet,
+} from "../data/labelled.ts";
 import { copyBuffer } from "../gpu/encoder.ts";
 import { MseMeter } from "../eval/recon.ts";
 import {
@@ -570,8 +576,7 @@ export class CmiVaeModel implements Model {
       .subarray(0, Math.min(this.cfg.probeTrain, this.data.train.count));
     const tr = await this.encode(this.data.train, probePos);
     const trLabels = this.data.train.batch(probePos).labels;
-    const col = (l: Int32Array, k: number) =>
-      Int32Array.from({ length: l.length / nf }, (_, i) => l[i * nf + k]);
+    const col = (l: Int32Array, k: number) => factorLabels(l, nf, k);
     // The specified factor (leak_*), and every other factor, which z1 should hold (probe_z1_*).
     const probes: [number, string][] = [[this.spec, "leak"]];
     this.data.factors.forEach((f, k) => k !== this.spec && probes.push([k, `probe_z1_${f.name}`]));

@@ -28,7 +28,7 @@
 // stability measurement of §1.9 is `code_drift` in every progress evaluation during Stage I:
 // mean ‖μ_E,t(x) − μ_E,t−1(x)‖² over 500 test images between consecutive evaluations.
 import type { Factor } from "../data/labelled.ts";
-import { hash3 } from "../data/labelled.ts";
+import { factorLabels, hash3 } from "../data/labelled.ts";
 import { batchIndices } from "../data/batches.ts";
 import { codeDrift, MseMeter } from "../eval/recon.ts";
 import {
@@ -748,8 +748,7 @@ export class DisUnknownModel implements Model {
       }
       this.#prevCodes = cur;
     }
-    const col = (labels: Int32Array, k: number) =>
-      Int32Array.from({ length: labels.length / nf }, (_, i) => labels[i * nf + k]);
+    const col = (labels: Int32Array, k: number) => factorLabels(labels, nf, k);
     // The final probe is fitted on training images' codes, as lrlivae's and vae's are (same count,
     // same draw), so that the leakage columns of `table --layout shapes` compare one protocol;
     // the quick evaluations (and a set without training images) split the evaluation codes.

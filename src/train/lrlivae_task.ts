@@ -20,7 +20,7 @@
 //     fixed z_u, z_u path with a fixed z_s per class, single z_u dims of a test image), the swap
 //     grid and the inpainting panel (right half, bottom half, object box).
 import { batchIndices } from "../data/batches.ts";
-import { LABELLED_SETS } from "../data/labelled.ts";
+import { factorLabels, LABELLED_SETS } from "../data/labelled.ts";
 import { MIG_NOISE } from "../eval/disentangle.ts";
 import { migGpu } from "../eval/disentangle_gpu.ts";
 import { inceptionScore, MseMeter } from "../eval/recon.ts";
@@ -50,7 +50,7 @@ import { Rng } from "../util/rng.ts";
 import { imageGrid } from "./png.ts";
 import type { Config, Evaluation, Model, OptimizerSpec, Terms, Update } from "./task.ts";
 import { defineTask } from "./task.ts";
-import { dimsByKl, klPerDim, type VaeData, vaeData, type VaeSplit } from "./vae_task.ts";
+import { dimsByKl, klPerDim, migPicks, type VaeData, vaeData, type VaeSplit } from "./vae_task.ts";
 
 const flags = {
   data: {
@@ -497,23 +497,17 @@ export class LrLiVaeModel implements Model {
       [{ name: "z", mu, logvar, dim }],
       factors.map((f, k) => ({
         name: f.name,
-        labels: Int32Array.from({ length: e.n }, (_, i) => e.labels[i * nf + k]),
+        labels: factorLabels(e.labels, nf, k),
         encoder: "z",
       })),
       { samples: this.cfg.migSamples, seed: 1 },
     );
-    const info = r.encoders[0].info.info;
+    const picks = migPicks(r.encoders[0].info.info, nf, dim);
     let all = 0;
     factors.forEach((f, k) => {
-      let a = -Infinity, b = dim > 1 ? -Infinity : 0, at = 0;
-      for (let d = 0; d < dim; d++) {
-        const v = info[k * dim + d];
-        if (v > a) [a, b, at] = [v, a, d];
-        else if (v > b) b = v;
-      }
-      out[`mig_concat_${f.name}`] = a - b;
-      out[`mig_concat_${f.name}_dim`] = at;
-      all += a - b;
+      out[`mig_concat_${f.name}`] = picks[k].gap;
+      out[`mig_concat_${f.name}_dim`] = picks[k].dim;
+      all += picks[k].gap;
     });
     out.mig_concat_all = all / nf;
     return out;

@@ -5,7 +5,13 @@
 // dim, leakage probes (the analogue of the disentanglers' "label from the label-irrelevant code",
 // `vaeLeakage`), and two kinds of image: reconstructions and latent traversals.
 import { batchIndices } from "../data/batches.ts";
-import { type Factor, LABELLED_SETS, type LabelledSet, labelledSet } from "../data/labelled.ts";
+import {
+  type Factor,
+  factorLabels,
+  LABELLED_SETS,
+  type LabelledSet,
+  labelledSet,
+} from "../data/labelled.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { dci, sap } from "../eval/disentangle.ts";
 import { migGpu } from "../eval/disentangle_gpu.ts";
@@ -335,7 +341,7 @@ export class VaeModel implements Model {
   /** MIG (per factor, MIG_lab, MIG_all), DCI (d, c, i) and SAP of the posterior means. */
   async disentanglement(e: Encoded): Promise<Record<string, number | string>> {
     const L = this.cfg.latents, factors = this.data.factors, nf = factors.length;
-    const column = (f: number) => Int32Array.from({ length: e.n }, (_, i) => e.labels[i * nf + f]);
+    const column = (f: number) => factorLabels(e.labels, nf, f);
     const out: Record<string, number | string> = {};
     // §5.1 on one code: a factor's own Î is its best dim, its rival the best other dim (the
     // multi-encoder MIG of §1.9 with every dim its own encoder: the classic β-TCVAE gap).
@@ -554,8 +560,7 @@ export function vaeLeakage(
   if (dims.length !== nf) {
     throw new Error(`flowgpu: vaeLeakage: ${dims.length} dims for ${nf} factors`);
   }
-  const column = (s: LabelledCodes, k: number) =>
-    Int32Array.from({ length: s.labels.length / nf }, (_, i) => s.labels[i * nf + k]);
+  const column = (s: LabelledCodes, k: number) => factorLabels(s.labels, nf, k);
   const out: Record<string, number> = {};
   factors.forEach((f, k) => {
     const tr = column(train, k), te = column(test, k);
