@@ -820,13 +820,16 @@ const flags = {
   },
 };
 
-const USAGE = `usage: deno task table --runs DIR[,DIR...] [--layout table1|shapes] [--out FILE]
+const USAGE = `usage: deno task table --runs DIR[,DIR...] [--layout ${
+  Object.keys(layouts).join("|")
+}] [--out FILE]
 
 Gathers the eval.json of runs (deno task evaluate --out DIR writes one) into a table in the shape
 of a paper's (rows: models and ablations; our columns, then the paper's numbers where it has that
 row), printed as Markdown and, with --out, written to FILE.md and FILE.json. --layout shapes: the
 disentangling VAEs (disunknown, lrlivae, cmivae) against the plain VAE (vae) on Shapes2.5D, MIG of
-the labelled factor and leakage, with a check of each against the VAE.
+the labelled factor and leakage, with a check of each against the VAE. --layout disunknown-t2:
+DisUnknown MNIST runs (standard, --no-adv-r, --no-match) beside the supplement's Table 2.
 
 ${helpSection("options", flags)}
 `;
