@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import "./setup.ts";
 import { join } from "node:path";
 import { assertClose, gradcheck, randn } from "./gradcheck.ts";
-import { AfFlow, type AfLossSwitches, clipMean, LatentEncoder, WordRnn } from "../src/models/af.ts";
+import {
+  AfFlow,
+  type AfLossSwitches,
+  centroidSwap,
+  clipMean,
+  LatentEncoder,
+  WordRnn,
+} from "../src/models/af.ts";
 import type { GlowConfig } from "../src/models/glow.ts";
 import type { Linear } from "../src/nn/layers.ts";
 import { ParamStore } from "../src/nn/store.ts";
@@ -68,7 +75,7 @@ function apply(m: Mat, v: ArrayLike<number>): Float64Array {
   return y;
 }
 
-/** A float64 E: per level, per sample and channel, fc2(relu(fc1(v))). */
+/** A float64 E: per level, per sample and channel, fc2(relu(fc1(v))) (+ v when residual). */
 async function refEncoder(e: LatentEncoder) {
   const layers = await Promise.all(
     e.layers.map(async (l) => ({ fc1: await mat(l.fc1), fc2: await mat(l.fc2) })),
@@ -80,7 +87,9 @@ async function refEncoder(e: LatentEncoder) {
         const hid = apply(layers[l].fc1, zl.subarray(r * d, (r + 1) * d)).map((v) =>
           Math.max(0, v)
         );
-        out.set(apply(layers[l].fc2, hid), r * d);
+        const m = apply(layers[l].fc2, hid);
+        if (e.form === "residual") m.forEach((x, i) => (m[i] = x + zl[r * d + i]));
+        out.set(m, r * d);
       }
       return out;
     });
@@ -146,27 +155,52 @@ function centroid(x: Float64Array, d: number, frames: number): Float64Array {
 
 // ---- the networks ----
 
-Deno.test("af: encoder E vs float64 reference; gradcheck w.r.t. latents and its parameters", async () => {
-  const shapes = [[2, 3, 3], [5, 1, 3]];
-  const store = new ParamStore(3);
-  const enc = new LatentEncoder(store.scope("encoder"), shapes);
-  await perturb(store, 4, 0.1);
-  const n = 3;
-  const zs = shapes.map((s, l) => ({ data: randn(n * sizeOf(s), 10 + l), shape: [n, ...s] }));
-  const ref = (await refEncoder(enc))(zs.map((z) => Float64Array.from(z.data)));
-  const got = await noGrad(() =>
-    Tensor.readAll(enc.apply(zs.map((z) => Tensor.from(z.data, z.shape))))
-  );
-  clearTape();
-  got.forEach((g, l) => assertClose(g, ref[l], { rtol: 1e-5, atol: 1e-6, label: `E level ${l}` }));
-  lift(enc, 8);
-  const flat = (t: Tensor) => reshape(t, [n, t.size / n]);
-  await gradcheck((a, b) => concatChannels(enc.apply([a, b]).map(flat)), zs, {
-    params: store.params(),
-    kinks: true,
-    label: "encoder",
+for (const form of ["residual", "mlp"] as const) {
+  Deno.test(`af: ${form} encoder E vs float64 reference; gradcheck w.r.t. latents and its parameters`, async () => {
+    const shapes = [[2, 3, 3], [5, 1, 3]];
+    const store = new ParamStore(3);
+    const enc = new LatentEncoder(store.scope("encoder"), shapes, form);
+    await perturb(store, 4, 0.1);
+    const n = 3;
+    const zs = shapes.map((s, l) => ({ data: randn(n * sizeOf(s), 10 + l), shape: [n, ...s] }));
+    const ref = (await refEncoder(enc))(zs.map((z) => Float64Array.from(z.data)));
+    const got = await noGrad(() =>
+      Tensor.readAll(enc.apply(zs.map((z) => Tensor.from(z.data, z.shape))))
+    );
+    clearTape();
+    got.forEach((g, l) =>
+      assertClose(g, ref[l], { rtol: 1e-5, atol: 1e-6, label: `E level ${l}` })
+    );
+    lift(enc, 8);
+    const flat = (t: Tensor) => reshape(t, [n, t.size / n]);
+    await gradcheck((a, b) => concatChannels(enc.apply([a, b]).map(flat)), zs, {
+      params: store.params(),
+      kinks: true,
+      label: `${form} encoder`,
+    });
+    store.release();
   });
-  store.release();
+}
+
+Deno.test("af: the residual encoder starts as E = I (z^r = 0); the plain MLP does not", async () => {
+  const shapes = [[2, 3, 3], [5, 1, 3]];
+  const data = shapes.map((s, l) => randn(2 * sizeOf(s), 20 + l));
+  for (const form of ["residual", "mlp"] as const) {
+    const store = new ParamStore(3);
+    const enc = new LatentEncoder(store.scope("encoder"), shapes, form);
+    const got = await noGrad(() =>
+      Tensor.readAll(enc.apply(data.map((d, l) => Tensor.from(d, [2, ...shapes[l]]))))
+    );
+    clearTape();
+    const err = Math.max(...got.flatMap((g, l) => [...g].map((v, i) => Math.abs(v - data[l][i]))));
+    if (form === "residual") assert.equal(err, 0, "residual E at init is the identity");
+    else assert.ok(err > 0.1, `the plain MLP at init is not the identity (max diff ${err})`);
+    store.release();
+  }
+  assert.throws(
+    () => new LatentEncoder(new ParamStore(1).scope("e"), shapes, "conv" as "mlp"),
+    /encoder form must be residual or mlp, got conv/,
+  );
 });
 
 Deno.test("af: word RNN logits and L_y vs float64 BPTT reference; gradcheck w.r.t. inputs and parameters", async () => {
@@ -308,7 +342,13 @@ for (const encoders of [1, 2] as const) {
 
 Deno.test("af: AF-1's L_f + L_AF reaches every Glow parameter through z and the centroids (gradcheck)", async () => {
   const store = new ParamStore(13);
-  const af = new AfFlow(store, { ...tinyGlow, affine: false }, { words: 3, rnnHidden: 2 });
+  // The plain MLP encoder: the residual one's gradients w.r.t. z are checked by the loss tests, and
+  // with it one actnorm scale here moves the loss by less than f32 resolves at the FD step.
+  const af = new AfFlow(store, { ...tinyGlow, affine: false }, {
+    words: 3,
+    rnnHidden: 2,
+    encoder: "mlp",
+  });
   await perturb(store, 14, 0.15);
   lift(af.encoder, 19);
   const shape = [ROWS, 1, 4, 12];
@@ -380,6 +420,35 @@ Deno.test("af: reenacting a clip with its own frame k as the query gives back fr
     clearTape();
     store.release();
   }
+});
+
+Deno.test("af: centroidSwap moves each source clip onto the query clip's centroid, frame offsets kept", async () => {
+  const frames = 4, clips = 2, shape = [clips * frames, 2, 2, 2], d = 8;
+  const zs = randn(clips * frames * d, 60), zq = randn(clips * frames * d, 61);
+  const got = await noGrad(() =>
+    Tensor.readAll([
+      ...centroidSwap([Tensor.from(zs, shape)], [Tensor.from(zq, shape)], frames),
+      ...centroidSwap([Tensor.from(zs, shape)], [Tensor.from(zs, shape)], frames),
+    ])
+  );
+  clearTape();
+  const want = new Float64Array(zs.length);
+  for (let b = 0; b < clips; b++) {
+    for (let i = 0; i < d; i++) {
+      let ms = 0, mq = 0;
+      for (let n = 0; n < frames; n++) {
+        ms += zs[(b * frames + n) * d + i] / frames;
+        mq += zq[(b * frames + n) * d + i] / frames;
+      }
+      for (let n = 0; n < frames; n++) {
+        const r = (b * frames + n) * d + i;
+        want[r] = zs[r] - ms + mq;
+      }
+    }
+  }
+  assertClose(got[0], want, { rtol: 1e-5, atol: 1e-6, label: "z̄_Q + z_S − z̄_S" });
+  assertClose(got[1], zs, { rtol: 1e-5, atol: 1e-6, label: "a clip onto itself" });
+  assert.throws(() => centroidSwap([], [Tensor.from(zq, shape)], frames), /0 source levels, 1/);
 });
 
 Deno.test("af: bad configurations and inputs are refused by name", () => {
@@ -582,7 +651,7 @@ Deno.test("af task: AF-1 (--stage joint) trains the Glow, E and C together on L_
   after.forEach((a, i) =>
     assert.ok(a.some((v, j) => v !== before[i][j]), `group ${i} did not train`)
   );
-  assert.match((s.model as AfModel).describe(), /2 encoder\(s\), without L_t/);
+  assert.match((s.model as AfModel).describe(), /2 residual encoder\(s\), without L_t/);
   m.release();
   s.release();
 });

@@ -32,7 +32,7 @@ import {
   type Reenactor,
   runTimes,
 } from "../eval/reenact.ts";
-import { AfFlow, type AfLossSwitches, ALL_AF_LOSSES } from "../models/af.ts";
+import { AfFlow, type AfLossSwitches, ALL_AF_LOSSES, type EncoderForm } from "../models/af.ts";
 import { ParamStore } from "../nn/store.ts";
 import { add } from "../ops/elementwise.ts";
 import { gatherBatch } from "../ops/gather.ts";
@@ -85,6 +85,13 @@ const flags = {
     min: 1,
     shape: true,
     help: "1: one encoder E, z^r = z - E(z) (the paper's best); 2: separate E_i and E_r",
+  },
+  encoder: {
+    default: "residual",
+    choices: ["residual", "mlp"],
+    shape: true,
+    help: "encoder form: residual, E(v) = v + MLP(v) starting at E = I; mlp: E(v) = MLP(v) " +
+      "(spec §2.1), which underfits L_s at CPU budgets",
   },
   rnnHidden: {
     default: 128,
@@ -203,7 +210,13 @@ export class AfModel implements Model {
       lu: cfg.lu,
       nBits: N_BITS,
       seed: cfg.seed,
-    }, { encoders: cfg.encoders, words: data.vocab.length, rnnHidden: cfg.rnnHidden, losses });
+    }, {
+      encoders: cfg.encoders,
+      encoder: cfg.encoder as EncoderForm,
+      words: data.vocab.length,
+      rnnHidden: cfg.rnnHidden,
+      losses,
+    });
     const afGroups = ["encoder", ...(cfg.lossY ? ["classifier"] : [])];
     this.optimizers = {
       two: { glow: { groups: ["flow"] }, af: { groups: afGroups, lrScale: cfg.afLrScale } },
@@ -240,7 +253,7 @@ export class AfModel implements Model {
     const groups = this.store.groups().map((g) => `${g.name} ${g.count().toLocaleString("en")}`);
     return `SynthLips ${c.size}x${c.size}, ${this.data.identityCount("train")} identities, ` +
       `${this.data.vocab.length} words; Glow L=${c.levels} K=${c.depth} width ${c.width} ` +
-      `${c.coupling}; ${c.encoders} encoder(s)${
+      `${c.coupling}; ${c.encoders} ${c.encoder} encoder(s)${
         off.length ? `, without ${off.map((t) => `L_${t.slice(2)}`).join(", ")}` : ""
       }; parameters ${groups.join(", ")}; ${stage}; ${c.steps} steps`;
   }

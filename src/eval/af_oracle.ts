@@ -1,0 +1,93 @@
+// How far a trained AF encoder is from the one its source-structure loss asks for. On the eval
+// pairs of an af run, cross-identity PSNR against the rendered ground truth of: the centroid oracle
+// (centroidSwap: E(z_n) = z̄ exactly, the bound for this Glow), the same with the query frame k
+// for z̄_Q (what the protocol's single frame allows), the run's learned E, the Glow split (A16) and
+// the copied query frame; and L_s of the learned E beside E = I and E = 0 (ℓ(z_n, z̄), ℓ(0, z̄)).
+//
+//   deno run -A src/eval/af_oracle.ts --run DIR [--clips N]
+import { parseArgs } from "node:util";
+import { SYNTHLIPS_FRAMES, toFlowInput } from "../data/synthlips.ts";
+import { centroidSwap, clipMean, levelError } from "../models/af.ts";
+import { add, sub } from "../ops/elementwise.ts";
+import { gatherBatch } from "../ops/gather.ts";
+import { clearTape, noGrad } from "../ops/tape.ts";
+import { Tensor } from "../ops/tensor.ts";
+import type { AfModel } from "../train/af_task.ts";
+import { openRun } from "../train/cli.ts";
+import { modelPsnr } from "./reenact.ts";
+
+const ROUTES = ["oracle_centroid", "oracle_query_frame", "learned", "glow_split", "copy_query"];
+
+/** Mean cross-identity PSNR per route and mean L_s per encoder over `clips` eval pairs. */
+export async function afOracle(m: AfModel, clips: number): Promise<Record<string, number>> {
+  const N = SYNTHLIPS_FRAMES, d = 3 * m.cfg.size * m.cfg.size;
+  const sums: Record<string, number> = {};
+  const acc = (k: string, v: number) => (sums[k] = (sums[k] ?? 0) + v / clips);
+  for (const p of m.evalPairs(clips)) {
+    const out = await noGrad(async () => {
+      const glow = m.af.glow;
+      const zs = glow.encode(m.clipInput([p.source]));
+      const zq = glow.encode(m.clipInput([p.query]));
+      const zBar = zs.map((z) => clipMean(z, N));
+      const qk = zq.map((z) => gatherBatch(z, new Array(N).fill(p.k)));
+      const routes = [
+        centroidSwap(zs, zq, N),
+        zs.map((z, l) => add(sub(z, zBar[l]), qk[l])),
+        m.reenactLatents(zs, zq, p.k, "af"),
+        m.reenactLatents(zs, zq, p.k, "glow"),
+        qk,
+      ];
+      const zero = zs.map((z) => Tensor.from(new Float32Array(z.size), z.shape));
+      return await Tensor.readAll([
+        ...routes.map((r) => glow.decode(r)),
+        levelError(m.af.encoder.apply(zs), zBar),
+        levelError(zs, zBar),
+        levelError(zero, zBar),
+      ]);
+    });
+    clearTape();
+    const gt = toFlowInput(m.data.renderCross(p.source, p.query, p.k));
+    const frame = (a: Float32Array, n: number) => a.subarray(n * d, (n + 1) * d);
+    ROUTES.forEach((r, i) => {
+      let s = 0;
+      for (let n = 0; n < N; n++) s += modelPsnr(frame(out[i], n), frame(gt, n));
+      acc(`psnr_${r}`, s / N);
+    });
+    acc("l_s_learned", out[5][0]);
+    acc("l_s_identity", out[6][0]);
+    acc("l_s_zero", out[7][0]);
+  }
+  return sums;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      run: { type: "string" },
+      clips: { type: "string", default: "8" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help || !values.run) {
+    console.log(
+      "usage: deno run -A src/eval/af_oracle.ts --run DIR [--clips N]\n\n" +
+        "Cross-identity PSNR of an af run's Glow under the centroid-oracle encoder, the learned\n" +
+        "encoder, the Glow split and the copied query frame; L_s of the learned E, E = I and E = 0.",
+    );
+    Deno.exit(values.help ? 0 : 2);
+  }
+  const { task, session } = await openRun(values.run, [], { lock: false });
+  if (task.name !== "af") {
+    throw new Error(`flowgpu: af_oracle: ${values.run} is a '${task.name}' run, not af`);
+  }
+  if ((session.model as AfModel).cfg.stage === "glow") {
+    throw new Error(`flowgpu: af_oracle: ${values.run} trained the Glow only; it has no encoder`);
+  }
+  const clips = Number(values.clips);
+  if (!Number.isInteger(clips) || clips < 1) {
+    throw new Error(`flowgpu: af_oracle: --clips ${values.clips} is not a positive integer`);
+  }
+  const r = await afOracle(session.model as AfModel, clips);
+  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(26)} ${v.toFixed(3)}`);
+  session.release();
+}
