@@ -32,7 +32,7 @@ import { type AfModel, afTask } from "../src/train/af_task.ts";
 import { parseFlags } from "../src/train/flags.ts";
 import { type MiModel, miTask } from "../src/train/mi_task.ts";
 import { reenactCommand } from "../src/train/reenact_cli.ts";
-import { buildTable, type EvalDoc, layouts, tableCommand } from "../src/train/table.ts";
+import { buildTable, type EvalDoc, layouts, table1Row, tableCommand } from "../src/train/table.ts";
 import { type AnyConfig, Session } from "../src/train/trainer.ts";
 import { trainerTable } from "../src/train/trainer_flags.ts";
 
@@ -358,6 +358,13 @@ function fakeEval(model: string, config: Record<string, unknown>, psnr: number, 
     config: { size: 32, levels: 4, ...config },
   };
 }
+
+Deno.test("table: an AF run with the plain MLP encoder is its own row, apart from the residual default", () => {
+  const label = (c: Record<string, unknown>) => table1Row("af", { stage: "two", ...c })?.label;
+  assert.equal(label({}), "AF flow-2 (E_φ)");
+  assert.equal(label({ encoder: "residual" }), "AF flow-2 (E_φ)");
+  assert.equal(label({ encoder: "mlp", lossP: false }), "AF flow-2 (E_φ, plain MLP E, w/o L_p)");
+});
 
 Deno.test("table: fake eval.json files make Table I rows in the paper's order, its numbers beside, time vs Glow", async () => {
   const dir = await Deno.makeTempDir();

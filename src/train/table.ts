@@ -157,7 +157,8 @@ export function table1Row(
     const enc = Number(c.encoders ?? 1) === 2 ? "E_φr, E_φi" : "E_φ";
     const dropped = off([["lossS", "L_s"], ["lossT", "L_t"], ["lossP", "L_p"], ["lossY", "L_y"]]);
     const name = c.stage === "joint" ? "AF flow-1" : "AF flow-2";
-    return make(name, [enc, ...dropped, ...gNote, ...extra]);
+    const form = c.encoder === "mlp" ? ["plain MLP E"] : [];
+    return make(name, [enc, ...form, ...dropped, ...gNote, ...extra]);
   }
   if (model === "mi") {
     const dropped = off([["ld", "L_d"], ["li", "L_i"]]);
