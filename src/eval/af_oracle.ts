@@ -3,6 +3,7 @@
 // (centroidSwap: E(z_n) = z̄ exactly, the bound for this Glow), the same with the query frame k
 // for z̄_Q (what the protocol's single frame allows), the run's learned E, the Glow split (A16) and
 // the copied query frame; and L_s of the learned E beside E = I and E = 0 (ℓ(z_n, z̄), ℓ(0, z̄)).
+// A Glow-only run (--stage glow) has no trained E: its learned-E figures are left out.
 //
 //   deno run -A src/eval/af_oracle.ts --run DIR [--clips N]
 import { parseArgs } from "node:util";
@@ -18,8 +19,15 @@ import { modelPsnr } from "./reenact.ts";
 
 const ROUTES = ["oracle_centroid", "oracle_query_frame", "learned", "glow_split", "copy_query"];
 
-/** Mean cross-identity PSNR per route and mean L_s per encoder over `clips` eval pairs. */
-export async function afOracle(m: AfModel, clips: number): Promise<Record<string, number>> {
+/**
+ * Mean cross-identity PSNR per route and mean L_s per encoder over `clips` eval pairs; without
+ * `learned` (a Glow-only run) the learned-E route and its L_s are skipped.
+ */
+export async function afOracle(
+  m: AfModel,
+  clips: number,
+  learned = true,
+): Promise<Record<string, number>> {
   const N = SYNTHLIPS_FRAMES, d = 3 * m.cfg.size * m.cfg.size;
   const sums: Record<string, number> = {};
   const acc = (k: string, v: number) => (sums[k] = (sums[k] ?? 0) + v / clips);
@@ -33,7 +41,7 @@ export async function afOracle(m: AfModel, clips: number): Promise<Record<string
       const routes = [
         centroidSwap(zs, zq, N),
         zs.map((z, l) => add(sub(z, zBar[l]), qk[l])),
-        m.reenactLatents(zs, zq, p.k, "af"),
+        m.reenactLatents(zs, zq, p.k, learned ? "af" : "glow"),
         m.reenactLatents(zs, zq, p.k, "glow"),
         qk,
       ];
@@ -49,11 +57,12 @@ export async function afOracle(m: AfModel, clips: number): Promise<Record<string
     const gt = toFlowInput(m.data.renderCross(p.source, p.query, p.k));
     const frame = (a: Float32Array, n: number) => a.subarray(n * d, (n + 1) * d);
     ROUTES.forEach((r, i) => {
+      if (r === "learned" && !learned) return;
       let s = 0;
       for (let n = 0; n < N; n++) s += modelPsnr(frame(out[i], n), frame(gt, n));
       acc(`psnr_${r}`, s / N);
     });
-    acc("l_s_learned", out[5][0]);
+    if (learned) acc("l_s_learned", out[5][0]);
     acc("l_s_identity", out[6][0]);
     acc("l_s_zero", out[7][0]);
   }
@@ -71,7 +80,7 @@ if (import.meta.main) {
   if (values.help || !values.run) {
     console.log(
       "usage: deno run -A src/eval/af_oracle.ts --run DIR [--clips N]\n\n" +
-        "Cross-identity PSNR of an af run's Glow under the centroid-oracle encoder, the learned\n" +
+        "Cross-identity PSNR of an af run's Glow (a --stage glow run too) under the centroid-oracle encoder, the learned\n" +
         "encoder, the Glow split and the copied query frame; L_s of the learned E, E = I and E = 0.",
     );
     Deno.exit(values.help ? 0 : 2);
@@ -80,14 +89,12 @@ if (import.meta.main) {
   if (task.name !== "af") {
     throw new Error(`flowgpu: af_oracle: ${values.run} is a '${task.name}' run, not af`);
   }
-  if ((session.model as AfModel).cfg.stage === "glow") {
-    throw new Error(`flowgpu: af_oracle: ${values.run} trained the Glow only; it has no encoder`);
-  }
   const clips = Number(values.clips);
   if (!Number.isInteger(clips) || clips < 1) {
     throw new Error(`flowgpu: af_oracle: --clips ${values.clips} is not a positive integer`);
   }
-  const r = await afOracle(session.model as AfModel, clips);
+  const model = session.model as AfModel;
+  const r = await afOracle(model, clips, model.cfg.stage !== "glow");
   for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(26)} ${v.toFixed(3)}`);
   session.release();
 }
