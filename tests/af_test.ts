@@ -25,6 +25,7 @@ import { clearTape, noGrad } from "../src/ops/tape.ts";
 import { Tensor } from "../src/ops/tensor.ts";
 import { Rng } from "../src/util/rng.ts";
 import { type AfModel, afTask } from "../src/train/af_task.ts";
+import { afOracle } from "../src/eval/af_oracle.ts";
 import { parseFlags } from "../src/train/flags.ts";
 import { GpuMetrics } from "../src/train/metrics.ts";
 import { type AnyConfig, Session } from "../src/train/trainer.ts";
@@ -673,4 +674,27 @@ Deno.test("af task: bad flags are refused by name", async () => {
     () => config(["--stage", "three"]),
     /flowgpu: --stage three: expected one of two, glow, af, joint/,
   );
+});
+
+Deno.test("af oracle: an untrained residual E (= I) reenacts by copying the query frame, and its L_s is that of E = I", async () => {
+  const s = await session([]);
+  const r = await afOracle(s.model as AfModel, 1);
+  assert.deepEqual(Object.keys(r).sort(), [
+    "l_s_identity",
+    "l_s_learned",
+    "l_s_zero",
+    "psnr_copy_query",
+    "psnr_glow_split",
+    "psnr_learned",
+    "psnr_oracle_centroid",
+    "psnr_oracle_query_frame",
+  ]);
+  for (const [k, v] of Object.entries(r)) assert.ok(Number.isFinite(v), `${k} = ${v}`);
+  assert.equal(r.psnr_learned, r.psnr_copy_query);
+  assert.equal(r.l_s_learned, r.l_s_identity);
+  assert.ok(r.l_s_zero > 0 && r.l_s_identity > 0);
+  const glowOnly = await afOracle(s.model as AfModel, 1, false);
+  assert.equal(glowOnly.psnr_learned, undefined);
+  assert.equal(glowOnly.psnr_oracle_centroid, r.psnr_oracle_centroid);
+  s.release();
 });

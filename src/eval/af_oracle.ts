@@ -17,8 +17,6 @@ import type { AfModel } from "../train/af_task.ts";
 import { openRun } from "../train/cli.ts";
 import { modelPsnr } from "./reenact.ts";
 
-const ROUTES = ["oracle_centroid", "oracle_query_frame", "learned", "glow_split", "copy_query"];
-
 /**
  * Mean cross-identity PSNR per route and mean L_s per encoder over `clips` eval pairs; without
  * `learned` (a Glow-only run) the learned-E route and its L_s are skipped.
@@ -29,6 +27,8 @@ export async function afOracle(
   learned = true,
 ): Promise<Record<string, number>> {
   const N = SYNTHLIPS_FRAMES, d = 3 * m.cfg.size * m.cfg.size;
+  const routes = ["oracle_centroid", "oracle_query_frame", "glow_split", "copy_query"];
+  if (learned) routes.push("learned");
   const sums: Record<string, number> = {};
   const acc = (k: string, v: number) => (sums[k] = (sums[k] ?? 0) + v / clips);
   for (const p of m.evalPairs(clips)) {
@@ -38,63 +38,71 @@ export async function afOracle(
       const zq = glow.encode(m.clipInput([p.query]));
       const zBar = zs.map((z) => clipMean(z, N));
       const qk = zq.map((z) => gatherBatch(z, new Array(N).fill(p.k)));
-      const routes = [
+      const latents = [
         centroidSwap(zs, zq, N),
         zs.map((z, l) => add(sub(z, zBar[l]), qk[l])),
-        m.reenactLatents(zs, zq, p.k, learned ? "af" : "glow"),
         m.reenactLatents(zs, zq, p.k, "glow"),
         qk,
+        ...(learned ? [m.reenactLatents(zs, zq, p.k, "af")] : []),
       ];
       const zero = zs.map((z) => Tensor.from(new Float32Array(z.size), z.shape));
       return await Tensor.readAll([
-        ...routes.map((r) => glow.decode(r)),
-        levelError(m.af.encoder.apply(zs), zBar),
+        ...latents.map((r) => glow.decode(r)),
         levelError(zs, zBar),
         levelError(zero, zBar),
+        ...(learned ? [levelError(m.af.encoder.apply(zs), zBar)] : []),
       ]);
     });
     clearTape();
     const gt = toFlowInput(m.data.renderCross(p.source, p.query, p.k));
     const frame = (a: Float32Array, n: number) => a.subarray(n * d, (n + 1) * d);
-    ROUTES.forEach((r, i) => {
-      if (r === "learned" && !learned) return;
+    routes.forEach((r, i) => {
       let s = 0;
       for (let n = 0; n < N; n++) s += modelPsnr(frame(out[i], n), frame(gt, n));
       acc(`psnr_${r}`, s / N);
     });
-    if (learned) acc("l_s_learned", out[5][0]);
-    acc("l_s_identity", out[6][0]);
-    acc("l_s_zero", out[7][0]);
+    const ls = out.slice(routes.length).map((a) => a[0]);
+    acc("l_s_identity", ls[0]);
+    acc("l_s_zero", ls[1]);
+    if (learned) acc("l_s_learned", ls[2]);
   }
   return sums;
 }
+
+const USAGE = `usage: deno run -A src/eval/af_oracle.ts --run DIR [--clips N]
+
+Cross-identity PSNR of an af run's Glow (a --stage glow run too) under the centroid-oracle
+encoder, the Glow split, the copied query frame and the run's learned encoder; L_s of E = I,
+E = 0 and the learned E. --clips: evaluation pairs (default 8).`;
 
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       run: { type: "string" },
       clips: { type: "string", default: "8" },
-      help: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   });
-  if (values.help || !values.run) {
-    console.log(
-      "usage: deno run -A src/eval/af_oracle.ts --run DIR [--clips N]\n\n" +
-        "Cross-identity PSNR of an af run's Glow (a --stage glow run too) under the centroid-oracle encoder, the learned\n" +
-        "encoder, the Glow split and the copied query frame; L_s of the learned E, E = I and E = 0.",
-    );
-    Deno.exit(values.help ? 0 : 2);
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
   }
-  const { task, session } = await openRun(values.run, [], { lock: false });
-  if (task.name !== "af") {
-    throw new Error(`flowgpu: af_oracle: ${values.run} is a '${task.name}' run, not af`);
+  if (!values.run) {
+    throw new Error("flowgpu: af_oracle needs --run DIR (an af run folder; see --help)");
   }
   const clips = Number(values.clips);
   if (!Number.isInteger(clips) || clips < 1) {
     throw new Error(`flowgpu: af_oracle: --clips ${values.clips} is not a positive integer`);
   }
-  const model = session.model as AfModel;
-  const r = await afOracle(model, clips, model.cfg.stage !== "glow");
-  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(26)} ${v.toFixed(3)}`);
-  session.release();
+  const { task, session } = await openRun(values.run, [], { lock: false });
+  try {
+    if (task.name !== "af") {
+      throw new Error(`flowgpu: af_oracle: ${values.run} is a '${task.name}' run, not af`);
+    }
+    const model = session.model as AfModel;
+    const r = await afOracle(model, clips, model.cfg.stage !== "glow");
+    for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(26)} ${v.toFixed(3)}`);
+  } finally {
+    session.release();
+  }
 }
